@@ -1,0 +1,47 @@
+// Package queue owns the jobs database: the schema migrations and every SQL
+// statement the monitor runs against the tables it shares with the crash
+// processors (processors, jobs, priorityjobs and priority_jobs_<id>).
+//
+// No other package holds SQL. Values are always bind parameters; the only
+// identifiers built at run time are priority_jobs_<id> names made from
+// integers and quoted with pgx.Identifier. Time is the database's: the
+// classic columns are timestamp without time zone written by processors with
+// now(), so liveness and ages are computed in SQL against localtimestamp and
+// never against the monitor host's clock.
+//
+// Errors are wrapped once with lower-case context; a missing table is
+// reported as ErrSchemaMissing. Nothing here logs.
+package queue
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store runs the monitor's queries over a connection pool. It is safe for
+// concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store over pool. The pool's search_path decides which
+// schema the unqualified table names resolve to.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+// sqlstateUndefinedTable is PostgreSQL's undefined_table error code.
+const sqlstateUndefinedTable = "42P01"
+
+// interpret translates the driver errors callers can act on into queue's
+// sentinels, keeping the driver error in the chain.
+func interpret(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable {
+		return fmt.Errorf("%w (run `monitor migrate`): %w", ErrSchemaMissing, err)
+	}
+	return err
+}
