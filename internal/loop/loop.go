@@ -1,0 +1,149 @@
+// Package loop runs the monitor's scheduled passes: a pass at once, then one
+// every delay, sooner when woken, with capped backoff after failures. The
+// scanner, priority and cleanup loops are each a Runner around their own
+// RunOnce.
+package loop
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Backoff bounds: the first retry after a failed pass waits MinBackoff, each
+// further consecutive failure doubles the wait, and the wait never exceeds
+// the loop's delay (nor MaxBackoff).
+const (
+	MinBackoff = time.Second
+	MaxBackoff = time.Minute
+)
+
+// Runner calls Pass at once and then again whenever the delay has elapsed
+// since the end of the previous pass, or a wake-up arrives, until its context
+// is cancelled.
+type Runner struct {
+	// Name names the loop in logs ("scanner", "priority", "cleanup").
+	Name string
+	// Logger receives one line per failed pass; successful passes log
+	// themselves.
+	Logger *slog.Logger
+	// DelayFunc returns the time between passes. It is called before every
+	// wait, so a reloaded configuration takes effect at once.
+	DelayFunc func() time.Duration
+	// Wake, when not nil, starts a pass as soon as it receives (a hint that
+	// work arrived: new files, a NOTIFY). It should be buffered to 1 with
+	// non-blocking sends so hints coalesce.
+	Wake <-chan struct{}
+	// Changed, when not nil, returns a channel closed when the settings
+	// change; a waiting runner then re-reads DelayFunc and re-arms its timer
+	// from the end of the last pass.
+	Changed func() <-chan struct{}
+	// Pass does one pass. An error is logged once here and the next pass is
+	// tried after a backoff; a pass that fails because ctx was cancelled ends
+	// the loop quietly.
+	Pass func(ctx context.Context) error
+}
+
+// Run runs passes until ctx is done, then returns nil. It returns early only
+// if Pass returns an error wrapping ErrFatal.
+func (r *Runner) Run(ctx context.Context) error {
+	logger := r.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger.DebugContext(ctx, "loop started")
+	defer logger.DebugContext(ctx, "loop stopped")
+
+	failures := 0
+	for {
+		err := r.Pass(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrFatal):
+			return err
+		case err != nil:
+			failures++
+			logger.ErrorContext(ctx, "pass failed", "error", err, "consecutive_failures", failures)
+		default:
+			failures = 0
+		}
+		if !r.wait(ctx, time.Now(), failures) {
+			return nil
+		}
+	}
+}
+
+// wait blocks until the next pass is due (delay after passEnd, or the
+// backoff after a failure), a wake-up arrives, or ctx is done; it returns
+// false only when ctx is done.
+func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int) bool {
+	for {
+		var changed <-chan struct{}
+		if r.Changed != nil {
+			changed = r.Changed()
+		}
+		due := passEnd.Add(waitFor(r.DelayFunc(), failures))
+		timer := time.NewTimer(time.Until(due))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+			return true
+		case <-r.Wake:
+			timer.Stop()
+			return true
+		case <-changed:
+			timer.Stop() // settings changed: recompute the due time
+		}
+	}
+}
+
+// waitFor is the pause before the next pass: the delay, or after failures a
+// backoff of MinBackoff doubled per consecutive failure, capped by the delay
+// and MaxBackoff.
+func waitFor(delay time.Duration, failures int) time.Duration {
+	if failures == 0 {
+		return delay
+	}
+	backoff := MinBackoff
+	for i := 1; i < failures && backoff < MaxBackoff; i++ {
+		backoff *= 2
+	}
+	return min(backoff, MaxBackoff, delay)
+}
+
+// ErrFatal marks a pass error after which the daemon cannot usefully go on
+// (for example the storage root vanished); Run returns it and the process
+// exits non-zero so its supervisor can act.
+var ErrFatal = errors.New("fatal")
+
+// Broadcast tells any number of waiters that something changed: C returns a
+// channel that is closed by the next Notify. The zero value is ready to use.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// C returns a channel closed at the next Notify.
+func (b *Broadcast) C() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// Notify wakes every waiter holding a channel from C.
+func (b *Broadcast) Notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
