@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/crashmonitor/monitor/internal/pgtest"
+)
+
+// monitorBin is the monitor binary built once for the subprocess tests.
+var monitorBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "monitor-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	monitorBin = filepath.Join(dir, "monitor")
+	build := exec.Command("go", "build", "-race", "-o", monitorBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build monitor:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitTimeout bounds every wait for the daemon to do something.
+func waitTimeout() time.Duration {
+	if os.Getenv("CI") == "true" {
+		return 30 * time.Second
+	}
+	return 10 * time.Second
+}
+
+// schemaURL is the test database URL with search_path set to schema, so the
+// monitor works inside that test's schema.
+func schemaURL(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatalf("parse test database URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// testConfig is a config file's keys; write renders it into dir.
+type testConfig map[string]string
+
+func (c testConfig) write(t *testing.T, path string) {
+	t.Helper()
+	var b strings.Builder
+	for k, v := range c {
+		fmt.Fprintf(&b, "%s: %q\n", k, v)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// baseConfig is a minimal valid configuration rooted in dir.
+func baseConfig(dir, dbURL string) testConfig {
+	return testConfig{
+		"databaseURL":               dbURL,
+		"storageRoot":               filepath.Join(dir, "toBeProcessed"),
+		"deferredStorageRoot":       filepath.Join(dir, "toBeDeferred"),
+		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
+		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
+		"logFilePathname":           filepath.Join(dir, "monitor.log"),
+	}
+}
+
+// result is what one run of the binary produced.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runMonitor runs the binary to completion with a clean MONITOR_* environment.
+func runMonitor(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, monitorBin, args...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run monitor %v: %v", args, err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// cleanEnv is the environment without MONITOR_* overrides.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MONITOR_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := runMonitor(t, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "monitor ") {
+		t.Errorf("version: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{nil, {"frobnicate"}, {"check-config"}, {"run", "--bogus-flag"}} {
+		r := runMonitor(t, args...)
+		if r.code != exitUsage {
+			t.Errorf("monitor %v: code %d, want %d (stderr %q)", args, r.code, exitUsage, r.stderr)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	cfg := baseConfig(dir, "postgres://socorro:s3cret@db.example:5433/breakpad")
+	cfg["databasePassword"] = "hunter2"
+	cfg["standardLoopDelay"] = "00:01:30"
+	cfg["dumpPermissions"] = "432"
+	cfg.write(t, path)
+
+	r := runMonitor(t, "check-config", "-c", path)
+	if r.code != 0 {
+		t.Fatalf("check-config: code %d, stderr %q", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for i := 1; i < len(lines); i++ {
+		if lines[i-1] >= lines[i] {
+			t.Errorf("lines not sorted: %q before %q", lines[i-1], lines[i])
+		}
+	}
+	for _, want := range []string{"databasePassword=**********", "standardLoopDelay=", "dumpPermissions=0660"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, secret := range []string{"hunter2", "s3cret"} {
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("check-config printed the password %q:\n%s", secret, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "toBeProcessed") {
+		t.Errorf("no warning about the missing storage root on stderr: %q", r.stderr)
+	}
+}
+
+// TestBadConfigTouchesNothing: every command reports a bad config naming the
+// key, exits 2, and creates no log file and opens no database connection.
+func TestBadConfigTouchesNothing(t *testing.T) {
+	t.Parallel()
+	bad := map[string]struct {
+		key, value, wantInErr string
+	}{
+		"UnknownKey":         {"storgeRoot", "/x", "storgeRoot"},
+		"BadDuration":        {"standardLoopDelay", "five minutes", "standardLoopDelay"},
+		"BadMode":            {"dumpPermissions", "0999", "dumpPermissions"},
+		"BadLevel":           {"stderrErrorLoggingLevel", "LOUD", "stderrErrorLoggingLevel"},
+		"MissingStorageRoot": {"storageRoot", "", "storageRoot"},
+	}
+	for name, tc := range bad {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "monitor.yaml")
+			cfg := baseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
+			cfg[tc.key] = tc.value
+			cfg.write(t, path)
+			for _, args := range [][]string{
+				{"run", "--config", path},
+				{"migrate", "--config", path},
+				{"check-config", "--config", path},
+				{"status", "--config", path},
+				{"prioritize", "--config", path, "4dd21cc0-49d9-46ae-a42b-fadb42090928"},
+			} {
+				r := runMonitor(t, args...)
+				if r.code != exitUsage || !strings.Contains(r.stderr, tc.wantInErr) {
+					t.Errorf("monitor %s: code %d, stderr %q; want code 2 naming %s", args[0], r.code, r.stderr, tc.wantInErr)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "monitor.log")); !os.IsNotExist(err) {
+				t.Errorf("log file exists after a bad config (stat: %v)", err)
+			}
+		})
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.EmptySchema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+
+	r := runMonitor(t, "migrate", "--config", path)
+	if r.code != 0 || !strings.Contains(r.stdout, "migrated from version 0") {
+		t.Fatalf("first migrate: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runMonitor(t, "migrate", "--config", path)
+	if r.code != 0 || !strings.Contains(r.stdout, "up to date") {
+		t.Fatalf("second migrate: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	var n int
+	err := pool.QueryRow(t.Context(),
+		`SELECT count(*) FROM information_schema.tables
+		 WHERE table_schema = current_schema() AND table_name IN ('processors', 'jobs', 'priorityjobs')`).Scan(&n)
+	if err != nil || n != 3 {
+		t.Errorf("classic tables after migrate: %d (%v), want 3", n, err)
+	}
+}
+
+func TestMigrateUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	baseConfig(dir, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2").write(t, path)
+	for _, cmd := range []string{"migrate", "status"} {
+		if r := runMonitor(t, cmd, "-c", path); r.code != exitFailure {
+			t.Errorf("%s with no database: code %d, want 1 (stderr %q)", cmd, r.code, r.stderr)
+		}
+	}
+}
+
+func TestPrioritize(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	ctx := t.Context()
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM priorityjobs").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	good := "4dd21cc0-49d9-46ae-a42b-fadb42090928"
+	for _, hostile := range []string{"nothing", "'; DROP TABLE jobs; --", "../../etc/passwd", strings.Repeat("a", 300),
+		"4dd21cc0-49d9-46ae-a42b-fadb4209092g", "4dd21cc0-49d9-46ae-a42b-fadb42090928 "} {
+		r := runMonitor(t, "prioritize", "-c", path, good, hostile)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "malformed crash id") {
+			t.Errorf("prioritize %q: code %d, stderr %q; want 2", hostile, r.code, r.stderr)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d requests inserted although one id was malformed", n)
+	}
+
+	other := "0bba929f-8721-460c-dead-a43c20071025"
+	r := runMonitor(t, "prioritize", good, "-c", path, other, good)
+	if r.code != 0 {
+		t.Fatalf("prioritize: code %d, stderr %q", r.code, r.stderr)
+	}
+	r = runMonitor(t, "prioritize", "-c", path, good)
+	if r.code != 0 || !strings.Contains(r.stdout, "1 already requested") {
+		t.Fatalf("prioritize again: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("priorityjobs has %d rows, want 2", n)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	_, err := pool.Exec(t.Context(), `
+		INSERT INTO processors (id, name, startdatetime, lastseendatetime) VALUES
+			(1, 'live_1', localtimestamp, localtimestamp),
+			(2, 'dead_2', localtimestamp, '1999-01-01');
+		INSERT INTO jobs (uuid, owner, queueddatetime, starteddatetime, success) VALUES
+			('4dd21cc0-49d9-46ae-a42b-fadb42090928', 1, localtimestamp - interval '90 seconds', NULL, NULL),
+			('0bba929f-8721-460c-dead-a43c20071025', 1, localtimestamp, localtimestamp, NULL),
+			('0b781b88-ecbe-4cc4-dead-6bbb20081225', 2, localtimestamp, localtimestamp, true);
+		INSERT INTO priorityjobs VALUES ('29adfb61-f75b-11dc-b6be-001320081225');`)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := runMonitor(t, "status", "-c", path)
+	if r.code != 0 {
+		t.Fatalf("status: code %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{"processors: 2 (1 live, 0 stale, 1 dead)", "live_1", "dead_2",
+		"jobs: 1 queued, 1 started, 1 succeeded, 0 failed", "priority requests pending: 1", "oldest queued job: 1m3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	r = runMonitor(t, "status", "-c", path, "--json")
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status --json: code %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	if len(st.Processors) != 2 || st.Jobs.Queued != 1 || st.PriorityRequests != 1 || st.OldestQueuedAgeSeconds == nil {
+		t.Errorf("status --json = %+v", st)
+	}
+}
+
+func TestStatusWithoutSchema(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.EmptySchema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	for _, args := range [][]string{{"status"}, {"prioritize", "4dd21cc0-49d9-46ae-a42b-fadb42090928"}, {"run"}} {
+		r := runMonitor(t, append(args, "-c", path)...)
+		if r.code != exitFailure || !strings.Contains(r.stderr, "monitor migrate") {
+			t.Errorf("%v on an empty database: code %d, stderr %q; want 1 saying to run monitor migrate", args, r.code, r.stderr)
+		}
+	}
+}
+
+// daemonProc is a running `monitor run`.
+type daemonProc struct {
+	cmd     *exec.Cmd
+	logPath string
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+	done    chan struct{}
+	code    int
+}
+
+func (d *daemonProc) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.Write(p)
+}
+
+func (d *daemonProc) stderrText() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String()
+}
+
+// startDaemon starts `monitor run -c path`; the process is killed at cleanup
+// if the test did not stop it.
+func startDaemon(t *testing.T, path, logPath string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{cmd: exec.Command(monitorBin, "run", "-c", path), logPath: logPath, done: make(chan struct{})}
+	d.cmd.Env = cleanEnv()
+	d.cmd.Stderr = d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := d.cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			d.code = ee.ExitCode()
+		}
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+	})
+	return d
+}
+
+// logText is the daemon's log file so far.
+func (d *daemonProc) logText() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// waitLog polls the log file until it holds want n times.
+func (d *daemonProc) waitLog(t *testing.T, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout())
+	for time.Now().Before(deadline) {
+		if strings.Count(d.logText(), want) >= n {
+			return
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("monitor exited (code %d) before logging %q:\n%s\nstderr:\n%s", d.code, want, d.logText(), d.stderrText())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("monitor did not log %q %d times within %s:\n%s", want, n, waitTimeout(), d.logText())
+}
+
+// stop sends sig and waits for the exit code.
+func (d *daemonProc) stop(t *testing.T, sig syscall.Signal) int {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+		return d.code
+	case <-time.After(waitTimeout()):
+		t.Fatalf("monitor did not stop within %s after %v", waitTimeout(), sig)
+		return -1
+	}
+}
+
+func TestRunStopsGracefully(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			pool := pgtest.Schema(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "monitor.yaml")
+			cfg := baseConfig(dir, schemaURL(t, pool))
+			cfg["databasePassword"] = "hunter2"
+			cfg.write(t, path)
+			d := startDaemon(t, path, cfg["logFilePathname"])
+			d.waitLog(t, "monitor started", 1)
+			if code := d.stop(t, sig); code != 0 {
+				t.Fatalf("exit code after %v = %d, want 0; stderr:\n%s", sig, code, d.stderrText())
+			}
+			log := d.logText()
+			for _, want := range []string{" INFO - main - monitor starting", "databasePassword=**********", "monitor stopped"} {
+				if !strings.Contains(log, want) {
+					t.Errorf("log file lacks %q:\n%s", want, log)
+				}
+			}
+			if strings.Contains(log, "hunter2") {
+				t.Errorf("log file holds the password")
+			}
+			// stderr's default threshold is ERROR: the INFO lines are in the file only.
+			if strings.Contains(d.stderrText(), "INFO") {
+				t.Errorf("INFO lines on stderr at threshold 40:\n%s", d.stderrText())
+			}
+		})
+	}
+}
+
+func TestRunRetriesUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	cfg := baseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
+	cfg.write(t, path)
+	d := startDaemon(t, path, cfg["logFilePathname"])
+	d.waitLog(t, "database unreachable; retrying", 2)
+	if !strings.Contains(d.stderrText(), "database unreachable") {
+		t.Errorf("the connection failures are not on stderr:\n%s", d.stderrText())
+	}
+	if code := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
+	}
+}
+
+func TestRunReloadsConfig(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg["logFileErrorLoggingLevel"] = "INFO"
+	cfg.write(t, path)
+	d := startDaemon(t, path, cfg["logFilePathname"])
+	d.waitLog(t, "monitor started", 1)
+
+	// An edit of the file alone is picked up: a hot key applies at once, a
+	// restart-only key is reported.
+	cfg["standardLoopDelay"] = "00:00:30"
+	cfg["storageRoot"] = filepath.Join(dir, "elsewhere")
+	cfg.write(t, path)
+	d.waitLog(t, "configuration reloaded applied=standardLoopDelay", 1)
+	d.waitLog(t, "restart the monitor to apply it key=storageRoot", 1)
+
+	// A broken edit is logged and the running settings stay.
+	if err := os.WriteFile(path, []byte("standardLoopDelay: [not, a, duration]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "configuration not reloaded", 1)
+
+	// SIGHUP reloads too; lowering the file threshold to DEBUG shows at once.
+	cfg["logFileErrorLoggingLevel"] = "10"
+	cfg.write(t, path)
+	d.waitLog(t, "applied=logFileErrorLoggingLevel", 1)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "SIGHUP received", 1)
+	d.waitLog(t, "DEBUG", 1)
+	if code := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
+	}
+}
