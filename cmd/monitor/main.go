@@ -86,11 +86,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
 	code, logged := exitFailure, false
 	if ee, ok := errors.AsType[*exitError](err); ok {
 		code, logged = ee.code, ee.logged
 	}
-	if !logged && !errors.Is(err, flag.ErrHelp) {
+	if !logged {
 		fmt.Fprintf(stderr, "monitor %s: %v\n", cmd, err)
 	}
 	return code

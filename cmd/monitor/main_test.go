@@ -135,6 +135,9 @@ func TestVersion(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	t.Parallel()
+	if r := runMonitor(t, "run", "-h"); r.code != 0 || !strings.Contains(r.stdout, "usage: monitor") {
+		t.Errorf("run -h: code %d, stdout %q; want usage and 0", r.code, r.stdout)
+	}
 	for _, args := range [][]string{nil, {"frobnicate"}, {"check-config"}, {"run", "--bogus-flag"}} {
 		r := runMonitor(t, args...)
 		if r.code != exitUsage {
