@@ -1,0 +1,242 @@
+package crashstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Complete reports whether the entry's pair is ready to be queued: both
+// files exist as regular files (a zero-byte file counts) and neither was
+// modified within settle before now (Options.Now). Collectors create the
+// inbox link before they write the files, so a pair a walk meets may still
+// be being written; settle is the quiet time that tells a finished write
+// from an ongoing one. A file modified "in the future" (a collector whose
+// clock is ahead) waits until now catches up.
+//
+// It costs at most two stats. A pair that can never become complete because
+// its directory is gone (a dangling inbox link) or because a file is not a
+// regular file gives an error satisfying errors.Is(err, ErrMalformed).
+func (s *Store) Complete(e Entry, settle time.Duration) (bool, error) {
+	cutoff := s.nowUTC().Add(-settle)
+	for i, p := range [2]string{e.JSONPath, e.DumpPath} {
+		fi, err := os.Lstat(p)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && i == 0:
+			// Not written yet, or the inbox link dangles: tell which only
+			// now, off the common path (the json comes last).
+			d, derr := os.Lstat(e.NameDir)
+			switch {
+			case derr == nil && d.IsDir():
+				return false, nil
+			case derr != nil && !notExist(derr):
+				return false, derr
+			}
+			return false, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is missing")
+		case errors.Is(err, fs.ErrNotExist):
+			return false, nil
+		case errors.Is(err, syscall.ENOTDIR):
+			return false, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is not a directory")
+		default:
+			return false, err
+		}
+		if !fi.Mode().IsRegular() {
+			return false, malformed("complete", p, "a "+typeName(fi.Mode().Type())+" where a crash file belongs")
+		}
+		if fi.ModTime().After(cutoff) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// RemoveLinks takes an entry out of the inbox: it removes the date link,
+// then the name->date link, and leaves the pair alone. Missing links are
+// fine, so repeating it is harmless. The scanner calls it only after the
+// entry's job row is committed: a crash in between leaves a link whose id is
+// already queued, which the next walk meets again and the idempotent insert
+// ignores; the reverse order would lose the crash (socorro-classic 7.1 #1).
+// The Entry must come from this Store; one whose paths do not belong to the
+// tree is refused with ErrMalformed (or ErrInvalidID) before anything is
+// removed.
+func (s *Store) RemoveLinks(e Entry) error {
+	if err := s.checkEntry("remove links", e); err != nil {
+		return err
+	}
+	if err := unlink(e.DateLink); err != nil {
+		return err
+	}
+	return unlink(e.NameLink)
+}
+
+// RemovePair deletes every trace of a crash that Lookup (or Walk) found:
+// the inbox link first (so no walk ever meets a link to a half-deleted
+// pair), the name link, the dump, the json; then the name directories that
+// became empty, bottom-up, up to but excluding <day>/name (daily) or
+// <root>/name (flat). Missing parts are fine. An inbox link whose place is
+// unknown (DateLink empty because the name link was already gone) is not
+// searched for. A collector creating a new entry in a directory being
+// emptied may see it vanish; CreateLinks makes it again.
+func (s *Store) RemovePair(e Entry) error {
+	if err := s.checkEntry("remove pair", e); err != nil {
+		return err
+	}
+	for _, p := range [...]string{e.DateLink, e.NameLink, e.DumpPath, e.JSONPath} {
+		if err := unlink(p); err != nil {
+			return err
+		}
+	}
+	if e.NameDir == "" {
+		return nil
+	}
+	top, _ := s.nameTop(e.NameDir)
+	for dir := e.NameDir; len(dir) > len(top); dir = filepath.Dir(dir) {
+		err := rmdir(dir)
+		switch {
+		case err == nil, errors.Is(err, fs.ErrNotExist):
+		case notEmpty(err):
+			return nil
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// PruneDateDirs removes the empty date-branch directories whose whole time
+// range lies before the current slot (Options.Now): webhead directories of
+// past slots, then minute, hour (and flat day, month, year) directories that
+// became empty, bottom-up. The current slot is left to the collectors, and a
+// directory still holding an entry is simply kept. It never removes the root,
+// a daily directory or its date directory (daily), nor <root>/date (flat).
+// It returns how many directories it removed; malformed things are reported
+// as by Walk.
+func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
+	cur := s.slotStart(s.nowUTC())
+	removed := 0
+	var rec func(n node) error
+	rec = func(n node) error {
+		lv := s.levels[n.li]
+		if n.li > 0 && !n.start.Before(cur) {
+			return nil // the current slot or later: nothing to remove
+		}
+		if lv != lvLeaf {
+			kids, err := s.list(ctx, n)
+			if err != nil {
+				return err
+			}
+			for _, k := range kids {
+				if err := rec(k); err != nil {
+					return err
+				}
+			}
+		}
+		if !lv.removable() || s.end(lv, n.start).After(cur) {
+			return nil
+		}
+		switch err := rmdir(n.path); {
+		case err == nil:
+			removed++
+		case notEmpty(err), errors.Is(err, fs.ErrNotExist):
+		default:
+			s.report(n.path, err)
+		}
+		return nil
+	}
+	err := rec(node{path: s.root})
+	return removed, err
+}
+
+// Lookup finds a crash by id, for priority requests and cleanup. The daily
+// layout tries the name directory computed from the id first (under the day
+// of the id's date, or today for an id without one), then the same
+// directory under every other daily directory, newest first, and takes the
+// first where the json or the dump exists: the directory alone proves
+// nothing, another id may have made it (socorro-classic 7.1 #11). The flat
+// layout has a single place to look. The Entry has the pair's paths whether
+// or not both files exist; DateLink and Slot come from the name link when it
+// is still there (the inbox link may be gone), else they are empty. An
+// invalid id is refused with ErrInvalidID without touching the disk; a crash
+// with neither file anywhere gives ErrNotFound.
+func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
+	if !ValidID(id) {
+		return Entry{}, fmt.Errorf("lookup %q: %w", id, ErrInvalidID)
+	}
+	rel := nameBranch + "/" + nameRel(id)
+	if s.layout == LayoutFlat {
+		e, found, err := s.probe(join(s.root, rel), id)
+		return lookupResult(id, e, found, err)
+	}
+	day, ok := IDDate(id)
+	if !ok {
+		day = s.nowUTC()
+	}
+	first := day.Format("20060102")
+	if e, found, err := s.probe(join(join(s.root, first), rel), id); found || err != nil {
+		return lookupResult(id, e, found, err)
+	}
+	days, err := s.list(ctx, node{path: s.root})
+	if err != nil {
+		return Entry{}, fmt.Errorf("lookup %s: %w", id, err)
+	}
+	for i := len(days) - 1; i >= 0; i-- {
+		if days[i].name == first {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return Entry{}, err
+		}
+		if e, found, err := s.probe(join(days[i].path, rel), id); found || err != nil {
+			return lookupResult(id, e, found, err)
+		}
+	}
+	return lookupResult(id, Entry{}, false, nil)
+}
+
+func lookupResult(id string, e Entry, found bool, err error) (Entry, error) {
+	switch {
+	case err != nil:
+		return Entry{}, fmt.Errorf("lookup %s: %w", id, err)
+	case !found:
+		return Entry{}, fmt.Errorf("lookup %s: %w", id, ErrNotFound)
+	}
+	return e, nil
+}
+
+// probe looks for a crash's files in one name directory: one stat when the
+// json is there, two otherwise, and a readlink of the name link when found.
+func (s *Store) probe(dir, id string) (Entry, bool, error) {
+	e := s.entry(id, dir, "", time.Time{})
+	_, err := os.Lstat(e.JSONPath)
+	if notExist(err) {
+		_, err = os.Lstat(e.DumpPath)
+	}
+	switch {
+	case notExist(err):
+		return Entry{}, false, nil
+	case err != nil:
+		return Entry{}, false, err
+	}
+	target, err := os.Readlink(e.NameLink)
+	switch {
+	case err == nil:
+		leaf := filepath.Join(dir, target)
+		if filepath.IsAbs(target) {
+			leaf = filepath.Clean(target)
+		}
+		if li, start, ok := s.parse(leaf); ok && s.levels[li] == lvLeaf {
+			e.DateLink, e.Slot = join(leaf, id), start
+		} else {
+			s.report(e.NameLink, malformed("lookup", e.NameLink, "target "+target+" is not a webhead directory"))
+		}
+	case !notExist(err):
+		s.report(e.NameLink, err)
+	}
+	return e, true, nil
+}

@@ -1,0 +1,552 @@
+package crashstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Layout names one of the two on-disk arrangements of a storage tree. The
+// monitor, the collectors and the processors must agree on it; nothing on
+// disk records it.
+type Layout string
+
+const (
+	// LayoutDaily is the 2009-11+ layout (socorro-classic 1.2): one
+	// YYYYMMDD directory per day holding a name branch and a date branch
+	// with one-minute slots. It is the default.
+	LayoutDaily Layout = "daily"
+	// LayoutFlat is the 2008-10..2009-11 layout (socorro-classic 1.3): one
+	// name branch and one date branch under the root, five-minute slots,
+	// and overflow webhead directories.
+	LayoutFlat Layout = "flat"
+)
+
+// Default values of the Options fields, the classic ones.
+const (
+	DefaultJSONSuffix    = ".json"
+	DefaultDumpSuffix    = ".dump"
+	DefaultDirPerm       = fs.FileMode(0o770)
+	DefaultFilePerm      = fs.FileMode(0o660)
+	DefaultMaxDirEntries = 1024
+)
+
+// Names of the two branches, fixed by the contract (the classic dateName and
+// indexName options were never changed in production).
+const (
+	dateBranch = "date"
+	nameBranch = "name"
+)
+
+// readChunk is how many directory entries are read at once: a leaf directory
+// may hold hundreds of thousands of links after an outage, and none of the
+// walks ever holds a whole leaf in memory.
+const readChunk = 512
+
+// Options configures a Store. The zero value is the classic default: daily
+// layout, .json/.dump, 0770/0660, group left alone, wall clock.
+type Options struct {
+	// Layout is LayoutDaily (also for "") or LayoutFlat.
+	Layout Layout
+	// JSONSuffix and DumpSuffix name the two files of a pair; a missing
+	// leading dot is added, empty means .json and .dump.
+	JSONSuffix, DumpSuffix string
+	// DirPerm and FilePerm are the exact modes (whatever the umask) of the
+	// directories and files this package creates: only the collector side
+	// (NewEntry, CreateLinks) creates anything. Zero means 0770 and 0660.
+	DirPerm, FilePerm fs.FileMode
+	// GID, when positive, is the group given to every directory and file
+	// this package creates. Zero or negative (config's -1) leaves the group
+	// alone, so that a zero Options never chowns: group 0 is what a root
+	// process gets anyway.
+	GID int
+	// MaxDirEntries is the flat layout's overflow threshold: a webhead
+	// directory holding this many links is full and the next link goes to
+	// <webhead>_N+1. Zero means 1024. The daily layout ignores it, as the
+	// classic one did.
+	MaxDirEntries int
+	// Now is the clock that decides "today" for ids without a date and the
+	// current slot of PruneDateDirs and Complete; nil means time.Now. Its
+	// result is used in UTC.
+	Now func() time.Time
+	// Problem, when not nil, is told about each malformed thing a walk or a
+	// lookup meets and skips: names that are not crash ids, links that lead
+	// outside the name branch, files or symlinks where directories belong,
+	// unreadable directories. The walk goes on after it. The same path is
+	// reported again on every pass, so the caller logs each one once. It is
+	// called on the goroutine running the method.
+	Problem func(path string, err error)
+}
+
+// Store is one crash storage tree: the standard tree, the deferred tree or an
+// archive. It holds only its configuration, never state about the tree, so a
+// Store is safe for concurrent use and several processes may share a tree.
+type Store struct {
+	root   string // clean
+	prefix string // root plus a separator: "" for ".", "/" for "/"
+	layout Layout
+	levels []level
+
+	jsonSuffix, dumpSuffix string
+	dirPerm, filePerm      fs.FileMode
+	gid                    int
+	maxDirEntries          int
+	slotLen                time.Duration
+	now                    func() time.Time
+	problem                func(string, error)
+}
+
+// New returns the Store of the tree at root. Nothing is touched on disk: the
+// root may not exist yet (a walk then finds nothing). The root is cleaned
+// (trailing slashes stripped). An unknown layout is a programming error
+// (configuration validates it) and panics.
+func New(root string, opts Options) *Store {
+	s := &Store{
+		root:          filepath.Clean(root),
+		layout:        opts.Layout,
+		jsonSuffix:    suffix(opts.JSONSuffix, DefaultJSONSuffix),
+		dumpSuffix:    suffix(opts.DumpSuffix, DefaultDumpSuffix),
+		dirPerm:       opts.DirPerm.Perm(),
+		filePerm:      opts.FilePerm.Perm(),
+		gid:           opts.GID,
+		maxDirEntries: opts.MaxDirEntries,
+		now:           opts.Now,
+		problem:       opts.Problem,
+	}
+	switch s.root {
+	case ".":
+		s.prefix = ""
+	case "/":
+		s.prefix = "/"
+	default:
+		s.prefix = s.root + "/"
+	}
+	switch s.layout {
+	case "", LayoutDaily:
+		s.layout = LayoutDaily
+		s.levels = []level{lvRoot, lvDay, lvDate, lvHour, lvMinute, lvLeaf, lvLink}
+		s.slotLen = time.Minute
+	case LayoutFlat:
+		s.levels = []level{lvRoot, lvDate, lvYear, lvMonth, lvMDay, lvHour, lvMinute, lvLeaf, lvLink}
+		s.slotLen = 5 * time.Minute
+	default:
+		panic(fmt.Sprintf("crashstore: unknown layout %q", opts.Layout))
+	}
+	if s.dirPerm == 0 {
+		s.dirPerm = DefaultDirPerm
+	}
+	if s.filePerm == 0 {
+		s.filePerm = DefaultFilePerm
+	}
+	if s.maxDirEntries <= 0 {
+		s.maxDirEntries = DefaultMaxDirEntries
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+func suffix(s, def string) string {
+	switch {
+	case s == "":
+		return def
+	case s[0] != '.':
+		return "." + s
+	}
+	return s
+}
+
+// Root returns the tree's root directory as cleaned by New.
+func (s *Store) Root() string { return s.root }
+
+// Layout returns the tree's layout (LayoutDaily for an empty Options.Layout).
+func (s *Store) Layout() Layout { return s.layout }
+
+// Entry locates one crash: its pair of files in the name branch and its inbox
+// link in the date branch. Paths are clean and inside Root(); this package
+// builds them by joining, so they compare equal whichever method made them.
+type Entry struct {
+	// ID is the crash id, valid by ValidID.
+	ID string
+	// DateLink is the inbox link <...>/date/.../<webhead>_N/<id>. Lookup
+	// leaves it empty when the name link that tells where it is is gone.
+	DateLink string
+	// NameDir is the directory holding the pair and the name link. Walk
+	// takes it from the date link's target, never from the id, so crashes
+	// stored under a day other than their id's date are found.
+	NameDir string
+	// JSONPath and DumpPath are the pair's files; NameLink is the name->date
+	// link beside them.
+	JSONPath, DumpPath, NameLink string
+	// Slot is the start of the submission time slot (UTC) the date path
+	// encodes: the minute (daily) or five minutes (flat). Zero when the
+	// date link is unknown.
+	Slot time.Time
+}
+
+var (
+	// ErrNotFound is returned by Lookup when neither file of the crash
+	// exists anywhere in the tree.
+	ErrNotFound = errors.New("crash not found")
+	// ErrInvalidID is returned when an id fails ValidID; such an id is never
+	// used to build a path.
+	ErrInvalidID = errors.New("invalid crash id")
+	// ErrMalformed marks a tree or an Entry that does not have the layout's
+	// shape: a link outside the name branch, a directory where a file
+	// belongs, a pair whose directory vanished under its inbox link. Such
+	// an entry can never become complete; callers report it and go on.
+	ErrMalformed = errors.New("malformed crash storage")
+)
+
+// malformedError says what is wrong; errors.Is(err, ErrMalformed) holds.
+type malformedError struct{ why string }
+
+func (e *malformedError) Error() string        { return e.why }
+func (e *malformedError) Is(target error) bool { return target == ErrMalformed }
+
+// malformed returns the error for a path that breaks the layout.
+func malformed(op, path, why string) error {
+	return &fs.PathError{Op: op, Path: path, Err: &malformedError{why}}
+}
+
+// report hands a skipped path to the Problem callback.
+func (s *Store) report(path string, err error) {
+	if s.problem != nil {
+		s.problem(path, err)
+	}
+}
+
+// nowUTC is the store's clock in UTC.
+func (s *Store) nowUTC() time.Time { return s.now().UTC() }
+
+// slotStart returns the start of the date-branch slot holding t.
+func (s *Store) slotStart(t time.Time) time.Time {
+	t = t.UTC()
+	m := t.Minute()
+	m -= m % int(s.slotLen/time.Minute)
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), m, 0, 0, time.UTC)
+}
+
+// level is the role of a path component below the root.
+type level uint8
+
+const (
+	lvRoot   level = iota
+	lvDay          // daily: YYYYMMDD
+	lvDate         // the fixed "date" directory
+	lvYear         // flat: YYYY
+	lvMonth        // flat: MM
+	lvMDay         // flat: DD
+	lvHour         // HH
+	lvMinute       // MM, the slot
+	lvLeaf         // <webhead>_N
+	lvLink         // <id>
+)
+
+// Kind classifies a path of the tree for a file-system watcher.
+type Kind uint8
+
+const (
+	// KindRoot is the root: new daily directories (daily) or the date
+	// branch (flat) appear in it.
+	KindRoot Kind = iota + 1
+	// KindDay is a daily directory <root>/YYYYMMDD (daily layout only).
+	KindDay
+	// KindDateDir is a directory of the date branch above the webhead
+	// directories: <day>/date, its hours and minutes (daily); <root>/date
+	// and its year to minute directories (flat).
+	KindDateDir
+	// KindLeaf is a webhead directory <slot>/<webhead>_N holding links.
+	KindLeaf
+	// KindLink is an inbox link <leaf>/<id>.
+	KindLink
+)
+
+// String returns the kind's name, for logs.
+func (k Kind) String() string {
+	switch k {
+	case KindRoot:
+		return "root"
+	case KindDay:
+		return "day"
+	case KindDateDir:
+		return "date-dir"
+	case KindLeaf:
+		return "leaf"
+	case KindLink:
+		return "link"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+func (lv level) kind() Kind {
+	switch lv {
+	case lvRoot:
+		return KindRoot
+	case lvDay:
+		return KindDay
+	case lvLeaf:
+		return KindLeaf
+	case lvLink:
+		return KindLink
+	}
+	return KindDateDir
+}
+
+// removable reports whether PruneDateDirs may remove a directory of this
+// level: never the root, a daily directory or a date directory.
+func (lv level) removable() bool { return lv >= lvYear && lv <= lvLeaf }
+
+// childStart checks the name of a path component at level lv below a parent
+// whose time range starts at parent, and returns the component's own start.
+func childStart(lv level, parent time.Time, name string) (time.Time, bool) {
+	switch lv {
+	case lvDay:
+		if len(name) != 8 || !digits(name) {
+			return time.Time{}, false
+		}
+		y, _ := strconv.Atoi(name[:4])
+		return makeDate(y, num2(name[4:6]), num2(name[6:8]))
+	case lvDate:
+		return parent, name == dateBranch
+	case lvYear:
+		if len(name) != 4 || !digits(name) {
+			return time.Time{}, false
+		}
+		y, _ := strconv.Atoi(name)
+		return time.Date(y, time.January, 1, 0, 0, 0, 0, time.UTC), true
+	case lvMonth:
+		m, ok := twoDigits(name, 1, 12)
+		return time.Date(parent.Year(), time.Month(m), 1, 0, 0, 0, 0, time.UTC), ok
+	case lvMDay:
+		d, ok := twoDigits(name, 1, 31)
+		if !ok {
+			return time.Time{}, false
+		}
+		return makeDate(parent.Year(), int(parent.Month()), d)
+	case lvHour:
+		h, ok := twoDigits(name, 0, 23)
+		return parent.Add(time.Duration(h) * time.Hour), ok
+	case lvMinute:
+		m, ok := twoDigits(name, 0, 59)
+		return parent.Add(time.Duration(m) * time.Minute), ok
+	case lvLeaf:
+		_, _, ok := splitLeaf(name)
+		return parent, ok
+	case lvLink:
+		return parent, ValidID(name)
+	}
+	return time.Time{}, false
+}
+
+// end returns the end of the time range of a removable directory.
+func (s *Store) end(lv level, start time.Time) time.Time {
+	switch lv {
+	case lvYear:
+		return start.AddDate(1, 0, 0)
+	case lvMonth:
+		return start.AddDate(0, 1, 0)
+	case lvMDay:
+		return start.AddDate(0, 0, 1)
+	case lvHour:
+		return start.Add(time.Hour)
+	}
+	return start.Add(s.slotLen)
+}
+
+func twoDigits(s string, lo, hi int) (int, bool) {
+	if len(s) != 2 || !digits(s) {
+		return 0, false
+	}
+	n := num2(s)
+	return n, lo <= n && n <= hi
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// splitLeaf splits a webhead directory name "<webhead>_<N>".
+func splitLeaf(name string) (webhead, n string, ok bool) {
+	i := strings.LastIndexByte(name, '_')
+	if i <= 0 || hidden(name) || !digits(name[i+1:]) {
+		return "", "", false
+	}
+	return name[:i], name[i+1:], true
+}
+
+// validWebhead reports whether a collector's host name can name a leaf.
+func validWebhead(w string) bool {
+	return w != "" && !hidden(w) && !strings.ContainsAny(w, "/\x00")
+}
+
+// hidden reports whether a name is skipped without a word: collectors never
+// write dot files, but NFS (.nfsXXXX) and snapshots add them, and a root that
+// is a mount point holds lost+found.
+func hidden(name string) bool { return name != "" && name[0] == '.' || name == "lost+found" }
+
+// join joins a clean directory and a name or a clean relative path.
+func join(dir, name string) string {
+	switch {
+	case dir == ".":
+		return name
+	case strings.HasSuffix(dir, "/"):
+		return dir + name
+	}
+	return dir + "/" + name
+}
+
+// rel returns p relative to the root ("" for the root itself), or false
+// when p is not inside the tree. p must be clean.
+func (s *Store) rel(p string) (string, bool) {
+	if p == s.root {
+		return "", true
+	}
+	if s.prefix == "" {
+		if filepath.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") {
+			return "", false
+		}
+		return p, true
+	}
+	r, ok := strings.CutPrefix(p, s.prefix)
+	return r, ok && r != ""
+}
+
+// parse classifies a clean path of the date branch lexically: the index of
+// its level in s.levels and the start of its time range.
+func (s *Store) parse(p string) (li int, start time.Time, ok bool) {
+	r, ok := s.rel(p)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	for r != "" {
+		var name string
+		name, r, _ = strings.Cut(r, "/")
+		if li+1 >= len(s.levels) {
+			return 0, time.Time{}, false
+		}
+		if start, ok = childStart(s.levels[li+1], start, name); !ok {
+			return 0, time.Time{}, false
+		}
+		li++
+	}
+	return li, start, true
+}
+
+// nameTop returns the top of the name branch holding the clean directory
+// dir (<root>/<day>/name or <root>/name), or false when dir is not strictly
+// below such a top.
+func (s *Store) nameTop(dir string) (string, bool) {
+	r, ok := s.rel(dir)
+	if !ok {
+		return "", false
+	}
+	if s.layout == LayoutDaily {
+		day, rest, _ := strings.Cut(r, "/")
+		if _, ok := childStart(lvDay, time.Time{}, day); !ok {
+			return "", false
+		}
+		r = rest
+	}
+	top, rest, _ := strings.Cut(r, "/")
+	if top != nameBranch || rest == "" {
+		return "", false
+	}
+	return dir[:len(dir)-len(rest)-1], true
+}
+
+// entry builds the Entry of a pair living in the clean directory dir.
+func (s *Store) entry(id, dir, dateLink string, slot time.Time) Entry {
+	base := join(dir, id)
+	return Entry{
+		ID:       id,
+		DateLink: dateLink,
+		NameDir:  dir,
+		JSONPath: base + s.jsonSuffix,
+		DumpPath: base + s.dumpSuffix,
+		NameLink: base,
+		Slot:     slot,
+	}
+}
+
+// checkEntry makes sure an Entry handed back by a caller describes paths of
+// this tree, so that a zero or stale Entry can never make RemoveLinks or
+// RemovePair delete something else.
+func (s *Store) checkEntry(op string, e Entry) error {
+	if !ValidID(e.ID) {
+		return fmt.Errorf("%s %q: %w", op, e.ID, ErrInvalidID)
+	}
+	if e.DateLink != "" {
+		li, _, ok := s.parse(e.DateLink)
+		if !ok || s.levels[li] != lvLink || !strings.HasSuffix(e.DateLink, "/"+e.ID) {
+			return malformed(op, e.DateLink, "not an inbox link of crash "+e.ID)
+		}
+	}
+	if e.NameDir == "" {
+		if e.NameLink != "" || e.JSONPath != "" || e.DumpPath != "" {
+			return malformed(op, e.ID, "entry has file paths but no name directory")
+		}
+		return nil
+	}
+	if _, ok := s.nameTop(e.NameDir); !ok {
+		return malformed(op, e.NameDir, "not a name directory")
+	}
+	if want := s.entry(e.ID, e.NameDir, "", time.Time{}); e.NameLink != want.NameLink ||
+		e.JSONPath != want.JSONPath || e.DumpPath != want.DumpPath {
+		return malformed(op, e.NameDir, "entry paths do not match crash "+e.ID)
+	}
+	return nil
+}
+
+// notExist reports whether err says a path (or one of its parents) is not
+// there: ENOTDIR counts, since a file where a directory belongs hides the
+// rest of the path just as well.
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// notEmpty reports whether a rmdir failed because the directory holds
+// something (EEXIST on some systems).
+func notEmpty(err error) bool {
+	return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST)
+}
+
+// unlink removes a file or a link, never a directory; a missing one is fine.
+func unlink(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := ignoreInterrupt(func() error { return syscall.Unlink(path) }); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return &fs.PathError{Op: "unlink", Path: path, Err: err}
+	}
+	return nil
+}
+
+// rmdir removes an empty directory, never a file.
+func rmdir(path string) error {
+	if err := ignoreInterrupt(func() error { return syscall.Rmdir(path) }); err != nil {
+		return &fs.PathError{Op: "rmdir", Path: path, Err: err}
+	}
+	return nil
+}
+
+// ignoreInterrupt retries a system call interrupted by a signal, as the os
+// package does for its own calls.
+func ignoreInterrupt(f func() error) error {
+	for {
+		if err := f(); !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}

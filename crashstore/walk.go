@@ -1,0 +1,345 @@
+package crashstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// node is a directory of the date branch met by a walk.
+type node struct {
+	path  string
+	name  string
+	li    int       // index of its level in Store.levels
+	start time.Time // start of its time range
+}
+
+// Walk calls fn for every inbox link of the tree, in submission order: day,
+// hour, minute, then webhead directory by name and overflow number; links of
+// one webhead directory come in directory order. It streams: directories
+// are read in chunks and only the small upper levels are sorted, so a leaf
+// of any size walks in bounded memory.
+//
+// Each link is read once (one readlink) and its target, relative to the
+// link's directory, gives the pair's directory: the id is never used to
+// recompute it. Walk checks the target lexically (it must lie in a name
+// branch of this tree) but does not stat anything: the caller decides
+// whether the pair is complete (Complete, which also tells a link whose
+// directory is gone). Walk removes nothing.
+//
+// Things that do not fit the layout (names that are not crash ids, links
+// leading outside the name branch or looping back into the date branch,
+// files or symlinks where directories belong, unreadable directories) are
+// handed to Options.Problem and skipped; the walk goes on. A missing root or
+// date branch is an empty tree. fn returning an error stops the walk and
+// Walk returns that error; so does the cancellation of ctx, checked before
+// every link.
+func (s *Store) Walk(ctx context.Context, fn func(Entry) error) error {
+	return s.walk(ctx, node{path: s.root}, fn)
+}
+
+func (s *Store) walk(ctx context.Context, n node, fn func(Entry) error) error {
+	if s.levels[n.li] == lvLeaf {
+		return s.walkLeaf(ctx, n, fn)
+	}
+	kids, err := s.list(ctx, n)
+	if err != nil {
+		return err
+	}
+	for _, k := range kids {
+		if err := s.walk(ctx, k, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkLeaf streams the links of one webhead directory to fn.
+func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error) error {
+	f, err := openDir(n.path, true)
+	if err != nil {
+		if !notExist(err) {
+			s.report(n.path, err)
+		}
+		return nil
+	}
+	defer f.Close()
+	for {
+		des, rerr := f.ReadDir(readChunk)
+		for _, de := range des {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			name := de.Name()
+			if hidden(name) {
+				continue
+			}
+			link := join(n.path, name)
+			switch {
+			case de.Type() != fs.ModeSymlink:
+				s.report(link, malformed("walk", link, "a "+typeName(de.Type())+" in a webhead directory"))
+				continue
+			case !ValidID(name):
+				s.report(link, malformed("walk", link, "link name is not a crash id"))
+				continue
+			}
+			e, err := s.linkEntry(n.path, name, n.start)
+			if err != nil {
+				if !notExist(err) {
+					s.report(link, err)
+				}
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			s.report(n.path, rerr)
+			return nil
+		}
+	}
+}
+
+// linkEntry reads the inbox link leaf/id and returns its Entry. A link that
+// vanished meanwhile gives an error satisfying notExist.
+func (s *Store) linkEntry(leaf, id string, slot time.Time) (Entry, error) {
+	link := join(leaf, id)
+	target, err := os.Readlink(link)
+	if err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			return Entry{}, malformed("readlink", link, "not a symbolic link")
+		}
+		return Entry{}, err
+	}
+	var dir string
+	if filepath.IsAbs(target) {
+		dir = filepath.Clean(target)
+	} else {
+		dir = filepath.Join(leaf, target)
+	}
+	if _, ok := s.nameTop(dir); !ok {
+		return Entry{}, malformed("readlink", link, "target "+strconv.Quote(target)+" is not a directory of the name branch")
+	}
+	return s.entry(id, dir, link, slot), nil
+}
+
+// list returns the subdirectories of the non-leaf directory n that belong to
+// the next level, sorted chronologically. Only failures of the root itself
+// and cancellation are errors; anything below is reported and skipped.
+func (s *Store) list(ctx context.Context, n node) ([]node, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	next := s.levels[n.li+1]
+	if next == lvDate {
+		p := join(n.path, dateBranch)
+		fi, err := os.Lstat(p)
+		switch {
+		case err == nil && fi.IsDir():
+			return []node{{path: p, name: dateBranch, li: n.li + 1, start: n.start}}, nil
+		case err == nil:
+			s.report(p, malformed("walk", p, "a "+typeName(fi.Mode().Type())+" where the date directory belongs"))
+		case errors.Is(err, fs.ErrNotExist):
+		case n.li == 0:
+			return nil, err
+		default:
+			s.report(p, err)
+		}
+		return nil, nil
+	}
+
+	f, err := openDir(n.path, n.li > 0)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case n.li == 0:
+		return nil, err
+	default:
+		s.report(n.path, err)
+		return nil, nil
+	}
+	defer f.Close()
+	var kids []node
+	for {
+		des, rerr := f.ReadDir(readChunk)
+		for _, de := range des {
+			name := de.Name()
+			if hidden(name) {
+				continue
+			}
+			p := join(n.path, name)
+			if !de.IsDir() {
+				s.report(p, malformed("walk", p, "a "+typeName(de.Type())+" where a directory belongs"))
+				continue
+			}
+			start, ok := childStart(next, n.start, name)
+			if !ok {
+				s.report(p, malformed("walk", p, "unexpected directory name"))
+				continue
+			}
+			kids = append(kids, node{path: p, name: name, li: n.li + 1, start: start})
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			if n.li == 0 {
+				return nil, rerr
+			}
+			s.report(n.path, rerr)
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(kids, compareNodes)
+	return kids, nil
+}
+
+// compareNodes orders siblings: by time, then (webhead directories of one
+// slot) by webhead name and numerically by overflow number.
+func compareNodes(a, b node) int {
+	if c := a.start.Compare(b.start); c != 0 {
+		return c
+	}
+	aw, an, _ := splitLeaf(a.name)
+	bw, bn, _ := splitLeaf(b.name)
+	if c := strings.Compare(aw, bw); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(an), len(bn)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(an, bn); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// openDir opens a directory for reading. Directories below the root are
+// not followed when they are symlinks: the tree must not lead elsewhere.
+func openDir(path string, noFollow bool) (*os.File, error) {
+	flag := os.O_RDONLY | syscall.O_DIRECTORY
+	if noFollow {
+		flag |= syscall.O_NOFOLLOW
+	}
+	return os.OpenFile(path, flag, 0)
+}
+
+// EntryAt returns the Entry of the inbox link at linkPath, as Walk would
+// have: for a watcher that saw a new link appear (DirKind says KindLink).
+// A link that is gone again gives an error satisfying
+// errors.Is(err, fs.ErrNotExist); a path that is not an inbox link of this
+// tree or whose target is not in the name branch gives ErrMalformed.
+func (s *Store) EntryAt(linkPath string) (Entry, error) {
+	p := filepath.Clean(linkPath)
+	li, start, ok := s.parse(p)
+	if !ok || s.levels[li] != lvLink {
+		return Entry{}, malformed("entry", linkPath, "not an inbox link path of "+s.root)
+	}
+	i := strings.LastIndexByte(p, '/')
+	return s.linkEntry(p[:i], p[i+1:], start)
+}
+
+// DirKind classifies a path of the date branch by its shape alone, without
+// touching the disk, for a watcher deciding what an event is about: a new
+// KindRoot, KindDay, KindDateDir or KindLeaf directory is one to watch (and
+// to list with WatchDirsUnder, since it may have filled before the watch was
+// added); a KindLink is a new inbox link for EntryAt. The caller checks that
+// a path of a directory kind is a directory. It reports false for anything
+// else: the name branch, the pair's files, names the layout does not allow,
+// paths outside the tree.
+func (s *Store) DirKind(path string) (Kind, bool) {
+	li, _, ok := s.parse(filepath.Clean(path))
+	if !ok {
+		return 0, false
+	}
+	return s.levels[li].kind(), true
+}
+
+// WatchDirs lists the existing directories an inotify watcher must watch to
+// see every new inbox link: the root (new daily directories, or the flat
+// date branch, appear there) and every date-branch directory down to the
+// webhead directories, in walk order. inotify is not recursive, so the
+// watcher adds these and then, for each new directory it sees, the result
+// of WatchDirsUnder. Emptied directories of past days stay listed until
+// PruneDateDirs removes them (a daily directory and its date directory are
+// never removed). A missing root gives an empty list.
+func (s *Store) WatchDirs(ctx context.Context) ([]string, error) {
+	return s.WatchDirsUnder(ctx, s.root)
+}
+
+// WatchDirsUnder is WatchDirs for the subtree at dir, a directory DirKind
+// classifies as KindRoot, KindDay, KindDateDir or KindLeaf: dir itself and
+// every date-branch directory below it. A dir that does not exist (any more)
+// gives an empty list.
+func (s *Store) WatchDirsUnder(ctx context.Context, dir string) ([]string, error) {
+	p := filepath.Clean(dir)
+	li, start, ok := s.parse(p)
+	if !ok || s.levels[li] == lvLink {
+		return nil, malformed("watch", dir, "not a date-branch directory of "+s.root)
+	}
+	stat := os.Lstat
+	if li == 0 {
+		stat = os.Stat // the root may be a symlink to the real tree
+	}
+	fi, err := stat(p)
+	switch {
+	case notExist(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !fi.IsDir():
+		return nil, malformed("watch", dir, "not a directory")
+	}
+	var out []string
+	var rec func(n node) error
+	rec = func(n node) error {
+		out = append(out, n.path)
+		if s.levels[n.li] == lvLeaf {
+			return nil
+		}
+		kids, err := s.list(ctx, n)
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			if err := rec(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := rec(node{path: p, name: filepath.Base(p), li: li, start: start}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// typeName names a file type for a problem report.
+func typeName(t fs.FileMode) string {
+	switch {
+	case t.IsRegular():
+		return "regular file"
+	case t&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case t.IsDir():
+		return "directory"
+	}
+	return "special file"
+}
