@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,9 +16,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
+	"github.com/crashmonitor/monitor/scanner"
 )
 
 // Connection and shutdown bounds.
@@ -120,7 +123,13 @@ func (d *daemon) run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.watchConfig(gctx, hup) })
-	// The scanner, priority and cleanup loops join the group here.
+	scanLog := d.loggerFor("scanner")
+	sc := scanner.New(scanner.Config{
+		DelayFunc:   func() time.Duration { return d.cfg.Load().StandardLoopDelay },
+		CheckInFunc: func() time.Duration { return d.cfg.Load().ProcessorCheckInTime },
+		Changed:     d.changed.C,
+	}, d.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
+	g.Go(func() error { return sc.Run(gctx) })
 
 	log.Info("monitor started")
 	<-gctx.Done()
@@ -216,6 +225,26 @@ func (d *daemon) reload(next *config.Config, err error) {
 	d.logger.SetThresholds(applied.LogFileErrorLoggingLevel, applied.StderrErrorLoggingLevel)
 	d.changed.Notify()
 	d.logger.Info("configuration reloaded", "applied", strings.Join(hot, ","))
+}
+
+// loggerFor returns the logger of a loop: its lines carry the loop's name.
+func (d *daemon) loggerFor(name string) *slog.Logger {
+	return d.logger.With(logging.LoopKey, name)
+}
+
+// crashStore opens a storage tree with the configured layout; problems met
+// in it (malformed names, dangling links) are logged once per path.
+func (d *daemon) crashStore(root string, logger *slog.Logger) *crashstore.Store {
+	cfg := d.cfg.Load()
+	return crashstore.New(root, crashstore.Options{
+		Layout:     crashstore.Layout(cfg.StorageLayout),
+		JSONSuffix: cfg.JSONFileSuffix,
+		DumpSuffix: cfg.DumpFileSuffix,
+		DirPerm:    cfg.DirPermissions,
+		FilePerm:   cfg.DumpPermissions,
+		GID:        -1,
+		Problem:    logging.NewProblemLog(logger, 10000).Report,
+	})
 }
 
 // newPool builds the connection pool from the configuration; it does not

@@ -1,0 +1,348 @@
+// Package scanner queues every complete crash pair in the standard tree's
+// inbox as exactly one job, owned by the least-loaded live processor, and
+// moves the work of dead processors to live ones.
+//
+// A pass reaps dead processors, then walks the inbox in submission order and
+// queues complete pairs in batches: one transaction per batch, and only after
+// its commit are the batch's inbox links removed. A crash or kill at any
+// instant therefore leaves every pair either queued or still in the inbox
+// (where the next pass finds it, and ON CONFLICT makes a second insert a
+// no-op), never neither and never twice.
+//
+// Passes run every standardLoopDelay (and at least every
+// processorCheckInTime, so the dead-processor sweep keeps its pace), and at
+// once when fsnotify reports something new in the inbox. The periodic walk is
+// the source of truth; the watch only cuts latency.
+package scanner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/queue"
+)
+
+// Defaults for the Config fields left zero.
+const (
+	// DefaultSettle is how long both files of a pair must have been left
+	// unmodified before the pair counts as complete. Collectors write a
+	// pair in one go (links, dump, json), so a quarter second of quiet
+	// means the writer is done; it also bounds the arrival latency.
+	DefaultSettle = 250 * time.Millisecond
+	// DefaultBatchSize is how many pairs one transaction queues.
+	DefaultBatchSize = 2000
+	// DefaultRecheck is the pause before another pass while a pair is
+	// being written or no processor is live.
+	DefaultRecheck = 100 * time.Millisecond
+	// DefaultWaitForProcessor is the pause between passes while work is
+	// waiting for a live processor: the work goes out within this long of
+	// one coming alive.
+	DefaultWaitForProcessor = 2 * time.Second
+	// DefaultWriteWindow is how long a pair may stay incomplete and still
+	// be rechecked quickly; past it, it is rechecked on the normal delay
+	// and reported once.
+	DefaultWriteWindow = time.Minute
+)
+
+// Config is what a Scanner reads from the configuration. The Func fields are
+// read before every wait, so a reloaded configuration applies at once.
+type Config struct {
+	DelayFunc   func() time.Duration // standardLoopDelay
+	CheckInFunc func() time.Duration // processorCheckInTime
+	// Changed, when not nil, returns a channel closed on a reload.
+	Changed func() <-chan struct{}
+
+	Settle           time.Duration
+	BatchSize        int
+	Recheck          time.Duration
+	WaitForProcessor time.Duration
+	WriteWindow      time.Duration
+}
+
+// jobStore is the slice of *queue.Store the scanner uses.
+type jobStore interface {
+	Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration) (queue.EnqueueResult, error)
+	ReapDeadProcessors(ctx context.Context, checkIn time.Duration) (queue.ReapResult, error)
+}
+
+// Result tells what one pass did.
+type Result struct {
+	Queued     int  // new jobs
+	Existing   int  // pairs that already had a job (a restart after a crash): links removed
+	Incomplete int  // pairs still being written, left in the inbox
+	Waiting    bool // no live processor: the pass stopped and queued nothing more
+	Reaped     queue.ReapResult
+	Pruned     int // emptied date directories removed
+}
+
+// Scanner is the standard loop. Its methods other than Run must not be
+// called while Run is running.
+type Scanner struct {
+	cfg     Config
+	crashes *crashstore.Store
+	jobs    jobStore
+	logger  *slog.Logger
+	wake    chan struct{} // buffered 1: watch events coalesce
+	watch   *watcher      // nil when the inbox is not watched
+
+	// Owned by the goroutine running passes.
+	next       time.Duration          // the pause after the last pass, when shorter than the delay
+	incomplete map[string]*incomplete // pairs seen incomplete, by id
+	warnedWait bool                   // "no live processor" already said for this stretch
+}
+
+// incomplete is what the scanner remembers of a pair seen incomplete.
+type incomplete struct {
+	since  time.Time // first seen incomplete
+	warned bool      // reported as stuck
+}
+
+// New returns a Scanner queuing the pairs of crashes into jobs.
+func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logger) *Scanner {
+	cfg.Settle = cmpOr(cfg.Settle, DefaultSettle)
+	cfg.Recheck = cmpOr(cfg.Recheck, DefaultRecheck)
+	cfg.WaitForProcessor = cmpOr(cfg.WaitForProcessor, DefaultWaitForProcessor)
+	cfg.WriteWindow = cmpOr(cfg.WriteWindow, DefaultWriteWindow)
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	return &Scanner{
+		cfg:        cfg,
+		crashes:    crashes,
+		jobs:       jobs,
+		logger:     logger,
+		wake:       make(chan struct{}, 1),
+		incomplete: map[string]*incomplete{},
+	}
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Run runs passes until ctx is done: at once, then every delay, and as soon
+// as the inbox watch sees something new. It returns nil when ctx is done.
+func (s *Scanner) Run(ctx context.Context) error {
+	w, err := newWatcher(ctx, s.crashes, s.logger, s.wake)
+	if err != nil {
+		s.logger.WarnContext(ctx, "inbox watch unavailable; new crashes wait for the next periodic scan", "error", err)
+	} else {
+		s.watch = w
+		defer func() { s.watch = nil; w.close() }()
+		go w.run(ctx)
+	}
+	r := &loop.Runner{
+		Name:      "scanner",
+		Logger:    s.logger,
+		DelayFunc: s.delay,
+		Wake:      s.wake,
+		Changed:   s.cfg.Changed,
+		Pass: func(ctx context.Context) error {
+			_, err := s.RunOnce(ctx)
+			return err
+		},
+	}
+	return r.Run(ctx)
+}
+
+// delay is the pause after the last pass: short while pairs are being
+// written or work waits for a processor, else the smaller of
+// standardLoopDelay and processorCheckInTime.
+func (s *Scanner) delay() time.Duration {
+	d := min(s.cfg.DelayFunc(), s.cfg.CheckInFunc())
+	if s.next > 0 {
+		d = min(d, s.next)
+	}
+	return d
+}
+
+// RunOnce does one pass: reap dead processors, queue every complete pair in
+// the inbox in submission order, prune emptied date directories.
+func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
+	var res Result
+	checkIn := s.cfg.CheckInFunc()
+	start := time.Now()
+
+	if s.watch != nil {
+		if err := s.watch.sync(ctx); err != nil {
+			s.logger.DebugContext(ctx, "cannot list the inbox directories to watch", "error", err)
+		}
+	}
+	reaped, err := s.jobs.ReapDeadProcessors(ctx, checkIn)
+	if err != nil {
+		return res, fmt.Errorf("reap dead processors: %w", err)
+	}
+	res.Reaped = reaped
+	s.logReap(ctx, reaped)
+
+	p := pass{s: s, ctx: ctx, checkIn: checkIn, res: &res, seen: map[string]bool{}}
+	err = s.crashes.Walk(ctx, p.visit)
+	if err == nil {
+		err = p.flush()
+	}
+	if errors.Is(err, errWaiting) {
+		err = nil
+	}
+	s.forgetGone(p.seen)
+	if err != nil {
+		return res, err
+	}
+
+	pruned, err := s.crashes.PruneDateDirs(ctx)
+	res.Pruned = pruned
+	if err != nil {
+		return res, fmt.Errorf("prune date directories: %w", err)
+	}
+
+	s.next = 0
+	switch {
+	case res.Waiting:
+		s.next = s.cfg.WaitForProcessor
+	case p.writing > 0:
+		s.next = s.cfg.Recheck
+	}
+	if res.Queued+res.Existing > 0 {
+		s.logger.InfoContext(ctx, "queued crashes", "queued", res.Queued, "already_queued", res.Existing,
+			"incomplete", res.Incomplete, "duration", time.Since(start).Round(time.Millisecond))
+	} else {
+		s.logger.DebugContext(ctx, "scan pass", "incomplete", res.Incomplete, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return res, nil
+}
+
+// errWaiting ends a walk when no processor is live: nothing more can be
+// queued this pass.
+var errWaiting = errors.New("waiting for a live processor")
+
+// pass is the state of one walk.
+type pass struct {
+	s       *Scanner
+	ctx     context.Context
+	checkIn time.Duration
+	res     *Result
+	batch   []crashstore.Entry
+	seen    map[string]bool // incomplete pairs met in this pass
+	writing int             // incomplete pairs still inside their write window
+}
+
+// visit handles one inbox entry of the walk.
+func (p *pass) visit(e crashstore.Entry) error {
+	ok, err := p.s.crashes.Complete(e, p.s.cfg.Settle)
+	if err != nil {
+		p.noteIncomplete(e, err)
+		return nil
+	}
+	if !ok {
+		p.noteIncomplete(e, nil)
+		return nil
+	}
+	p.batch = append(p.batch, e)
+	if len(p.batch) >= p.s.cfg.BatchSize {
+		return p.flush()
+	}
+	return nil
+}
+
+// noteIncomplete notes a pair that cannot be queued yet: one still being
+// written is rechecked soon while inside its write window, then on the
+// normal delay; a stuck or broken one (err, e.g. its name directory is gone)
+// is reported once and left in the inbox.
+func (p *pass) noteIncomplete(e crashstore.Entry, err error) {
+	p.res.Incomplete++
+	p.seen[e.ID] = true
+	now := time.Now()
+	in, ok := p.s.incomplete[e.ID]
+	if !ok {
+		in = &incomplete{since: now}
+		p.s.incomplete[e.ID] = in
+	}
+	if err == nil && now.Sub(in.since) < p.s.cfg.WriteWindow {
+		p.writing++
+		return
+	}
+	if in.warned {
+		return
+	}
+	in.warned = true
+	if err != nil {
+		p.s.logger.WarnContext(p.ctx, "cannot queue a crash: its inbox entry is broken; left in place",
+			"uuid", e.ID, "link", e.DateLink, "error", err)
+		return
+	}
+	p.s.logger.WarnContext(p.ctx, "crash pair still incomplete; it will be queued when both files are written",
+		"uuid", e.ID, "json", e.JSONPath, "dump", e.DumpPath, "since", in.since.Format(time.RFC3339))
+}
+
+// flush queues the batch in one transaction and, after the commit, removes
+// the inbox links of every pair that now has a job.
+func (p *pass) flush() error {
+	if len(p.batch) == 0 {
+		return nil
+	}
+	ids := make([]string, len(p.batch))
+	for i, e := range p.batch {
+		ids[i] = e.ID
+	}
+	r, err := p.s.jobs.Enqueue(p.ctx, ids, 0, p.checkIn)
+	if errors.Is(err, queue.ErrNoLiveProcessor) {
+		p.res.Waiting = true
+		if !p.s.warnedWait {
+			p.s.warnedWait = true
+			p.s.logger.WarnContext(p.ctx, "no live processor: crashes wait in the inbox until one checks in",
+				"waiting_at_least", len(ids))
+		}
+		p.batch = p.batch[:0]
+		return errWaiting
+	}
+	if err != nil {
+		return fmt.Errorf("queue %d crashes: %w", len(ids), err)
+	}
+	if p.s.warnedWait {
+		p.s.warnedWait = false
+		p.s.logger.InfoContext(p.ctx, "a processor is live again: queuing resumed")
+	}
+	p.res.Queued += len(r.Queued)
+	p.res.Existing += len(r.Existing)
+	for _, a := range r.Queued {
+		p.s.logger.DebugContext(p.ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
+	}
+	// Committed: every id of the batch now has a row (new or existing).
+	for _, e := range p.batch {
+		if err := p.s.crashes.RemoveLinks(e); err != nil {
+			// The job exists; the next pass will find the link, see the
+			// row (ON CONFLICT) and try the removal again.
+			p.s.logger.WarnContext(p.ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
+		}
+	}
+	p.batch = p.batch[:0]
+	return nil
+}
+
+// forgetGone drops the bookkeeping of pairs no longer incomplete in the
+// inbox, so it stays as small as the set of pairs being written.
+func (s *Scanner) forgetGone(seen map[string]bool) {
+	for id := range s.incomplete {
+		if !seen[id] {
+			delete(s.incomplete, id)
+		}
+	}
+}
+
+// logReap reports a dead-processor sweep that did something.
+func (s *Scanner) logReap(ctx context.Context, r queue.ReapResult) {
+	switch {
+	case r.NoLiveProcessor:
+		s.logger.WarnContext(ctx, "dead processors found but none is live: their jobs stay until one checks in")
+	case len(r.Dead) > 0:
+		s.logger.InfoContext(ctx, "reaped dead processors", "processors", fmt.Sprint(r.Dead),
+			"jobs_moved", r.MovedJobs, "priority_requests_returned", r.RequeuedPriority)
+	}
+}
