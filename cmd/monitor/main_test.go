@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 )
 
@@ -521,5 +522,72 @@ func TestRunReloadsConfig(t *testing.T) {
 	d.waitLog(t, "DEBUG", 1)
 	if code := d.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
+	}
+}
+
+// TestRunQueuesCrashes: `monitor run` queues the pairs already in the inbox
+// and one written while it runs, once each, and removes their inbox links.
+func TestRunQueuesCrashes(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg.write(t, path)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO processors (name, startdatetime, lastseendatetime)
+		VALUES ('p1', localtimestamp, localtimestamp), ('p2', localtimestamp, localtimestamp)`); err != nil {
+		t.Fatal(err)
+	}
+	crashes := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
+	var entries []crashstore.Entry
+	put := func(i int, at time.Time) {
+		id := fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i)
+		e, err := crashes.NewEntry(id, "web1", at, []byte("dump"), []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	for i := range 5 {
+		put(i, time.Now().UTC().Add(-time.Hour))
+	}
+	jobs := func() int {
+		var n int
+		if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitJobs := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(waitTimeout())
+		for jobs() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d jobs, want %d", jobs(), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	d := startDaemon(t, path, cfg["logFilePathname"])
+	waitJobs(5)
+	put(5, time.Now().UTC())
+	waitJobs(6)
+	if code := d.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
+	}
+	if n := jobs(); n != 6 {
+		t.Errorf("%d jobs after the stop, want 6", n)
+	}
+	for _, e := range entries {
+		if _, err := os.Lstat(e.DateLink); err == nil {
+			t.Errorf("inbox link of %s remains", e.ID)
+		}
+		if _, err := os.Stat(e.JSONPath); err != nil {
+			t.Errorf("json of %s: %v", e.ID, err)
+		}
+	}
+	if log := d.logText(); !strings.Contains(log, "INFO - scanner - queued crashes") {
+		t.Errorf("no scanner line in the log:\n%s", log)
 	}
 }
