@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/queue"
@@ -37,14 +39,37 @@ func loadConfig(f *flags, args []string) (*config.Config, []string, error) {
 	return cfg, positional, nil
 }
 
+// loadConfigNoArgs is loadConfig for the commands that take no positional
+// arguments.
+func loadConfigNoArgs(f *flags, args []string) (*config.Config, error) {
+	cfg, positional, err := loadConfig(f, args)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, noArgs(positional)
+}
+
+// openStore connects and checks the schema is the one this binary expects,
+// for the commands that read or write the queue (status, prioritize). The
+// caller closes the returned pool.
+func openStore(ctx context.Context, cfg *config.Config) (*queue.Store, *pgxpool.Pool, error) {
+	pool, err := connectOnce(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	store := queue.NewStore(pool)
+	if err := store.CheckSchema(ctx); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return store, pool, nil
+}
+
 // cmdCheckConfig validates the configuration and prints every effective
 // setting, one name=value per line sorted by name, passwords masked.
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
-	cfg, positional, err := loadConfig(newFlags("check-config"), args)
+	cfg, err := loadConfigNoArgs(newFlags("check-config"), args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(positional); err != nil {
 		return err
 	}
 	for _, s := range cfg.Settings() {
@@ -58,11 +83,8 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 
 // cmdMigrate creates or upgrades the schema.
 func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
-	cfg, positional, err := loadConfig(newFlags("migrate"), args)
+	cfg, err := loadConfigNoArgs(newFlags("migrate"), args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(positional); err != nil {
 		return err
 	}
 	pool, err := connectOnce(ctx, cfg)
@@ -103,15 +125,11 @@ func cmdPrioritize(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError(fmt.Errorf("malformed crash id %s (want 8-4-4-4-12 hexadecimal digits); nothing was requested",
 			strings.Join(bad, ", ")))
 	}
-	pool, err := connectOnce(ctx, cfg)
+	store, pool, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := queue.NewStore(pool)
-	if err := store.CheckSchema(ctx); err != nil {
-		return err
-	}
 	n, err := store.RequestPriority(ctx, ids)
 	if err != nil {
 		return err
@@ -145,22 +163,15 @@ type processorJSON struct {
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	f := newFlags("status")
 	asJSON := f.Bool("json", false, "print JSON")
-	cfg, positional, err := loadConfig(f, args)
+	cfg, err := loadConfigNoArgs(f, args)
 	if err != nil {
 		return err
 	}
-	if err := noArgs(positional); err != nil {
-		return err
-	}
-	pool, err := connectOnce(ctx, cfg)
+	store, pool, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := queue.NewStore(pool)
-	if err := store.CheckSchema(ctx); err != nil {
-		return err
-	}
 	st, err := store.Status(ctx, cfg.ProcessorCheckInTime)
 	if err != nil {
 		return err

@@ -36,11 +36,8 @@ const (
 // change without a restart.
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	f := newFlags("run")
-	cfg, positional, err := loadConfig(f, args)
+	cfg, err := loadConfigNoArgs(f, args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(positional); err != nil {
 		return err
 	}
 	path, _ := f.configPath()
