@@ -16,6 +16,7 @@
 package scanner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,13 +105,11 @@ type incomplete struct {
 
 // New returns a Scanner queuing the pairs of crashes into jobs.
 func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logger) *Scanner {
-	cfg.Settle = cmpOr(cfg.Settle, DefaultSettle)
-	cfg.Recheck = cmpOr(cfg.Recheck, DefaultRecheck)
-	cfg.WaitForProcessor = cmpOr(cfg.WaitForProcessor, DefaultWaitForProcessor)
-	cfg.WriteWindow = cmpOr(cfg.WriteWindow, DefaultWriteWindow)
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
+	cfg.Settle = cmp.Or(cfg.Settle, DefaultSettle)
+	cfg.Recheck = cmp.Or(cfg.Recheck, DefaultRecheck)
+	cfg.WaitForProcessor = cmp.Or(cfg.WaitForProcessor, DefaultWaitForProcessor)
+	cfg.WriteWindow = cmp.Or(cfg.WriteWindow, DefaultWriteWindow)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	return &Scanner{
 		cfg:        cfg,
 		crashes:    crashes,
@@ -119,13 +118,6 @@ func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logg
 		wake:       make(chan struct{}, 1),
 		incomplete: map[string]*incomplete{},
 	}
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // Run runs passes until ctx is done: at once, then every delay, and as soon
