@@ -1,13 +1,13 @@
 package crashstore
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/crashmonitor/monitor/internal/crashfixture"
 )
 
 // testNow is the clock of most tests: the worked example's submission time.
@@ -22,35 +22,9 @@ type fixture struct {
 // classic returns the classic fixtures of the named set ("" for all).
 func classic(t testing.TB, set string) []fixture {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "crashes", "classic.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []fixture
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		fs := strings.Fields(line)
-		if len(fs) != 6 {
-			t.Fatalf("classic.txt: bad line %q", line)
-		}
-		at, err := time.Parse("2006-01-02-15-04", fs[2])
-		if err != nil {
-			t.Fatalf("classic.txt: %v", err)
-		}
-		if set == "" || fs[0] == set {
-			out = append(out, fixture{set: fs[0], id: fs[1], at: at, webhead: fs[3], radix: fs[4], flatSlot: fs[5]})
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(out) == 0 {
-		t.Fatalf("classic.txt: no fixtures in set %q", set)
+	for _, fx := range crashfixture.Classic(t, set) {
+		out = append(out, fixture{set: fx.Set, id: fx.ID, at: fx.At, webhead: fx.Webhead, radix: fx.Radix, flatSlot: fx.FlatSlot})
 	}
 	return out
 }

@@ -21,7 +21,7 @@ func TestEnqueue(t *testing.T) {
 	const stale = 3 * checkIn / 2
 
 	// Classic 6.1 #14: 15 fresh processors, no jobs.
-	t.Run("EqualLoad", func(t *testing.T) {
+	t.Run("Classic14_EqualLoad", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
@@ -76,7 +76,7 @@ func TestEnqueue(t *testing.T) {
 	})
 
 	// Classic 6.1 #15: unfinished loads 1..5; finished jobs do not count.
-	t.Run("UnbalancedStart", func(t *testing.T) {
+	t.Run("Classic15_UnbalancedStart", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		procs := addProcessors(t, pool, 5, time.Minute)
@@ -138,7 +138,7 @@ func TestEnqueue(t *testing.T) {
 	})
 
 	// Classic 6.1 #12, fixed: an error, not an exit, and nothing inserted.
-	t.Run("NoProcessors", func(t *testing.T) {
+	t.Run("Classic12_NoProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 
@@ -155,7 +155,7 @@ func TestEnqueue(t *testing.T) {
 	})
 
 	// Classic 6.1 #13, fixed: stale (and dead) processors get nothing.
-	t.Run("OnlyStaleProcessors", func(t *testing.T) {
+	t.Run("Classic13_OnlyStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		addProcessors(t, pool, 3, stale)
@@ -172,7 +172,7 @@ func TestEnqueue(t *testing.T) {
 	})
 
 	// Classic 6.1 #16, fixed: the live processor gets everything.
-	t.Run("SomeStaleProcessors", func(t *testing.T) {
+	t.Run("Classic16_SomeStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		addProcessors(t, pool, 2, stale)
@@ -194,7 +194,7 @@ func TestEnqueue(t *testing.T) {
 	})
 
 	// Classic 6.1 #24, fixed: an id already queued is not an error.
-	t.Run("QueueJob", func(t *testing.T) {
+	t.Run("Classic24_QueueJob", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)

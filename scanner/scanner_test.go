@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/crashfixture"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -171,6 +172,97 @@ func TestRunOnce(t *testing.T) {
 			}
 		})
 	}
+
+	// Classic 6.2 #38 (destructiveDateWalk), fixed: the walk yields exactly
+	// the 14 classic ids; it queues them, and only then removes their inbox
+	// links and the emptied date directories. The daily directories keep an
+	// empty date directory (CONTRACT section 4), and the files stay.
+	for _, layout := range []crashstore.Layout{crashstore.LayoutDaily, crashstore.LayoutFlat} {
+		t.Run("Classic38_QueuesTheClassicTreeAndEmptiesTheInbox/"+string(layout), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, layout)
+			b.processors(t, 0, 0, 0, 0)
+			fxs := crashfixture.Classic(t, "jsonFileData")
+			var es []crashstore.Entry
+			for _, fx := range fxs {
+				e, err := b.crashes.NewEntry(fx.ID, fx.Webhead, fx.At, []byte("dump of "+fx.ID), []byte("{}"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				settleFiles(t, e)
+				es = append(es, e)
+			}
+			res, err := b.scanner.RunOnce(t.Context())
+			if err != nil || res.Queued != len(fxs) || res.Incomplete != 0 {
+				t.Fatalf("RunOnce() = %+v, %v; want %d queued", res, err, len(fxs))
+			}
+			var got, want []string
+			for _, j := range b.jobs(t) {
+				got = append(got, j.UUID)
+			}
+			for _, fx := range fxs {
+				want = append(want, fx.ID)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("queued %v\nwant %v", got, want)
+			}
+			for _, e := range es {
+				if linkExists(e.DateLink) || linkExists(e.NameLink) {
+					t.Errorf("inbox links of %s remain", e.ID)
+				}
+				if !linkExists(e.JSONPath) || !linkExists(e.DumpPath) {
+					t.Errorf("files of %s were touched", e.ID)
+				}
+			}
+			dateDirs, _ := filepath.Glob(filepath.Join(b.crashes.Root(), "*", "date"))
+			if layout == crashstore.LayoutFlat {
+				dateDirs = []string{filepath.Join(b.crashes.Root(), "date")}
+			}
+			if len(dateDirs) == 0 {
+				t.Fatal("no date directory left: the daily directories' date directories must stay")
+			}
+			for _, d := range dateDirs {
+				left, err := os.ReadDir(d)
+				if err != nil || len(left) != 0 {
+					t.Errorf("%s after the pass: %v, %v; want an empty directory", d, left, err)
+				}
+			}
+		})
+	}
+
+	// Ids that are plain uuids (no depth digit and date tail) are stored
+	// under today and depth 4, and queued like any other.
+	t.Run("PlainUUIDs", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, crashstore.LayoutDaily)
+		b.processors(t, 0)
+		ids := []string{
+			"6ba7b810-9dad-11d1-80b4-00c04fd430c8", // letters in the tail
+			"f47ac10b-58cc-4372-a567-0e02b2c3d479", // random version 4
+			"123e4567-e89b-12d3-a456-426614999999", // digits, but month 99
+		}
+		for i, id := range ids {
+			if crashstore.IDDepth(id) != 4 {
+				t.Fatalf("IDDepth(%s) = %d, want 4", id, crashstore.IDDepth(id))
+			}
+			e, err := b.crashes.NewEntry(id, "web1", b.now.Add(-time.Duration(3-i)*time.Minute), []byte("dump"), []byte("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleFiles(t, e)
+		}
+		res, err := b.scanner.RunOnce(t.Context())
+		if err != nil || res.Queued != len(ids) {
+			t.Fatalf("RunOnce() = %+v, %v; want %d queued", res, err, len(ids))
+		}
+		for i, j := range b.jobs(t) {
+			if j.UUID != ids[i] {
+				t.Errorf("job %d is %s, want %s (submission order)", i, j.UUID, ids[i])
+			}
+		}
+	})
 
 	t.Run("IncompletePairWaits", func(t *testing.T) {
 		t.Parallel()
