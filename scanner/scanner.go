@@ -23,6 +23,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
@@ -175,11 +177,8 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	res.Reaped = reaped
 	s.logReap(ctx, reaped)
 
-	p := pass{s: s, ctx: ctx, checkIn: checkIn, res: &res, seen: map[string]bool{}}
-	err = s.crashes.Walk(ctx, p.visit)
-	if err == nil {
-		err = p.flush()
-	}
+	p := pass{s: s, checkIn: checkIn, res: &res, seen: map[string]bool{}}
+	err = p.run(ctx)
 	if errors.Is(err, errWaiting) {
 		err = nil
 	}
@@ -214,15 +213,68 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 // queued this pass.
 var errWaiting = errors.New("waiting for a live processor")
 
-// pass is the state of one walk.
+// pass is the state of one walk. A pass is a pipeline of three goroutines
+// handing batches along channels of capacity one: the walk collects complete
+// pairs into batches; the queuer inserts each batch in one transaction; the
+// unlinker removes the inbox links of each committed batch. So the disk work
+// of one batch overlaps the database work of the next, while each batch still
+// reaches the unlinker only after its commit, and batches are committed in
+// walk order. At most three batches are in flight, which bounds memory.
 type pass struct {
 	s       *Scanner
-	ctx     context.Context
 	checkIn time.Duration
-	res     *Result
+
+	// Owned by the walk.
 	batch   []crashstore.Entry
 	seen    map[string]bool // incomplete pairs met in this pass
 	writing int             // incomplete pairs still inside their write window
+	toQueue chan<- []crashstore.Entry
+	ctx     context.Context // the pipeline's: done when a stage fails
+
+	// Owned by the queuer until the pipeline has stopped.
+	res *Result
+}
+
+// run walks the inbox and queues what it finds, returning when every stage
+// has stopped: the first stage error (errWaiting included) cancels the rest.
+func (p *pass) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	toQueue := make(chan []crashstore.Entry, 1)
+	toUnlink := make(chan []crashstore.Entry, 1)
+	p.toQueue, p.ctx = toQueue, gctx
+	g.Go(func() error {
+		defer close(toUnlink)
+		for batch := range toQueue {
+			if err := p.queue(gctx, batch); err != nil {
+				return err
+			}
+			select {
+			case toUnlink <- batch:
+			case <-gctx.Done():
+				// Committed but not unlinked: the next walk meets these
+				// links again and removes them (ON CONFLICT).
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for batch := range toUnlink {
+			p.unlink(ctx, batch)
+		}
+		return nil
+	})
+	err := p.s.crashes.Walk(gctx, p.visit)
+	if err == nil {
+		err = p.send()
+	}
+	close(toQueue)
+	if gerr := g.Wait(); gerr != nil {
+		// A stage error also ends the walk with gctx's error: report the
+		// cause.
+		return gerr
+	}
+	return err
 }
 
 // visit handles one inbox entry of the walk.
@@ -238,9 +290,23 @@ func (p *pass) visit(e crashstore.Entry) error {
 	}
 	p.batch = append(p.batch, e)
 	if len(p.batch) >= p.s.cfg.BatchSize {
-		return p.flush()
+		return p.send()
 	}
 	return nil
+}
+
+// send hands the walk's batch to the queuer.
+func (p *pass) send() error {
+	if len(p.batch) == 0 {
+		return nil
+	}
+	select {
+	case p.toQueue <- p.batch:
+		p.batch = make([]crashstore.Entry, 0, p.s.cfg.BatchSize)
+		return nil
+	case <-p.ctx.Done():
+		return p.ctx.Err()
+	}
 }
 
 // noteIncomplete notes a pair that cannot be queued yet: one still being
@@ -273,25 +339,20 @@ func (p *pass) noteIncomplete(e crashstore.Entry, err error) {
 		"uuid", e.ID, "json", e.JSONPath, "dump", e.DumpPath, "since", in.since.Format(time.RFC3339))
 }
 
-// flush queues the batch in one transaction and, after the commit, removes
-// the inbox links of every pair that now has a job.
-func (p *pass) flush() error {
-	if len(p.batch) == 0 {
-		return nil
-	}
-	ids := make([]string, len(p.batch))
-	for i, e := range p.batch {
+// queue inserts a batch in one transaction.
+func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
+	ids := make([]string, len(batch))
+	for i, e := range batch {
 		ids[i] = e.ID
 	}
-	r, err := p.s.jobs.Enqueue(p.ctx, ids, 0, p.checkIn)
+	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn)
 	if errors.Is(err, queue.ErrNoLiveProcessor) {
 		p.res.Waiting = true
 		if !p.s.warnedWait {
 			p.s.warnedWait = true
-			p.s.logger.WarnContext(p.ctx, "no live processor: crashes wait in the inbox until one checks in",
+			p.s.logger.WarnContext(ctx, "no live processor: crashes wait in the inbox until one checks in",
 				"waiting_at_least", len(ids))
 		}
-		p.batch = p.batch[:0]
 		return errWaiting
 	}
 	if err != nil {
@@ -299,23 +360,26 @@ func (p *pass) flush() error {
 	}
 	if p.s.warnedWait {
 		p.s.warnedWait = false
-		p.s.logger.InfoContext(p.ctx, "a processor is live again: queuing resumed")
+		p.s.logger.InfoContext(ctx, "a processor is live again: queuing resumed")
 	}
 	p.res.Queued += len(r.Queued)
 	p.res.Existing += len(r.Existing)
 	for _, a := range r.Queued {
-		p.s.logger.DebugContext(p.ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
+		p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
 	}
-	// Committed: every id of the batch now has a row (new or existing).
-	for _, e := range p.batch {
+	return nil
+}
+
+// unlink removes the inbox links of a committed batch: every id of it now
+// has a row (new or existing).
+func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
+	for _, e := range batch {
 		if err := p.s.crashes.RemoveLinks(e); err != nil {
 			// The job exists; the next pass will find the link, see the
 			// row (ON CONFLICT) and try the removal again.
-			p.s.logger.WarnContext(p.ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
+			p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
 		}
 	}
-	p.batch = p.batch[:0]
-	return nil
 }
 
 // forgetGone drops the bookkeeping of pairs no longer incomplete in the
