@@ -19,6 +19,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/priority"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
 )
@@ -127,6 +128,17 @@ func (d *daemon) run(ctx context.Context) error {
 		Changed:     d.changed.C,
 	}, d.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(gctx) })
+	prioLog := d.loggerFor("priority")
+	var deferred *crashstore.Store
+	if cfg.DeferredStorageRoot != "" {
+		deferred = d.crashStore(cfg.DeferredStorageRoot, prioLog)
+	}
+	pr := priority.New(priority.Config{
+		DelayFunc:   func() time.Duration { return d.cfg.Load().PriorityLoopDelay },
+		CheckInFunc: func() time.Duration { return d.cfg.Load().ProcessorCheckInTime },
+		Changed:     d.changed.C,
+	}, d.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
+	g.Go(func() error { return pr.Run(gctx) })
 
 	log.Info("monitor started")
 	<-gctx.Done()

@@ -1,0 +1,608 @@
+// Package priority resolves the reporter's priority requests: a crash id
+// inserted into priorityjobs (by the web reporter, or `monitor prioritize`)
+// is a user waiting for that crash, and it is processed next wherever it is.
+//
+// A pass reads every request, in bounded batches in uuid order, and resolves
+// each batch in one transaction (queue's ResolvePriority):
+//
+//   - already queued and unfinished: its priority is raised to at least 1 and
+//     its owner is told through priority_jobs_<owner> (insert-if-absent, so
+//     asking twice is fine). A job whose owner is dead, gone or NULL is first
+//     moved to the least-loaded live processor, unstarted, in the same
+//     transaction, as the dead-processor sweep would move it: the request is
+//     not parked until the sweep comes round (socorro-classic 7.3 #21). A
+//     job is never taken from a live or stale owner, which may be working on
+//     it: when such an owner has no priority table (yet), the request is
+//     kept until it has one;
+//   - already finished: nothing to do;
+//   - in the standard tree, else in the deferred tree, as a complete pair:
+//     queued with priority 1 to the least-loaded live processor and its
+//     owner told; only after the commit are its inbox links removed. The
+//     files stay where they are (a deferred crash is processed in place). A
+//     crash between the commit and the unlinking leaves a link whose id is
+//     queued, which the scanner meets, finds queued and removes;
+//   - nowhere: an ERROR names it and the request is dropped;
+//   - not a crash id (crashstore.ValidID): logged, quoted and truncated, and
+//     dropped without touching the filesystem.
+//
+// The request is deleted in the transaction that resolves it. Requests that
+// cannot be resolved yet are kept and looked at again, each on its own
+// schedule, without holding up the others: no live processor (every
+// WaitForProcessor, warned about once per stretch), a pair still being
+// written or missing one file (rechecked soon, dropped with an ERROR after
+// GiveUp; the crash itself stays on disk for the scanner), a lookup I/O
+// error (retried with backoff), an owner without a priority table (retried;
+// after GiveUp the request is dropped, the job keeping its raised priority),
+// a job that changed under the transaction (retried at once).
+//
+// Passes run at once, every priorityLoopDelay, and as soon as a NOTIFY on
+// monitor_priorityjobs arrives: a listener on a connection of its own wakes
+// the loop, and reconnects with capped backoff when that connection drops.
+// The notification is only a hint; the periodic pass is the safety net.
+package priority
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/queue"
+)
+
+// Defaults for the Config fields left zero.
+const (
+	// DefaultBatchSize is how many requests one transaction resolves.
+	DefaultBatchSize = 500
+	// DefaultSettle is how long both files of a pair must have been left
+	// unmodified before the pair counts as complete (as for the scanner).
+	DefaultSettle = 250 * time.Millisecond
+	// DefaultRecheck is the first pause before a pair being written is
+	// looked at again; it doubles up to MaxRecheck.
+	DefaultRecheck = 250 * time.Millisecond
+	// DefaultWaitForProcessor is the pause between attempts while a
+	// request waits for a live processor, or for its owner's priority table.
+	DefaultWaitForProcessor = 2 * time.Second
+	// DefaultGiveUp is how long a pair may stay incomplete, or an owner
+	// without a priority table, before the request is dropped.
+	DefaultGiveUp = time.Minute
+	// DefaultHealthCheck is how long the listener waits quietly before it
+	// checks that its connection still works.
+	DefaultHealthCheck = 30 * time.Second
+)
+
+// Fixed bounds of the retries.
+const (
+	// MaxRecheck caps the pause between looks at an incomplete pair.
+	MaxRecheck = 5 * time.Second
+	// MinRetry and MaxRetry bound the backoff of a request whose lookup or
+	// telling failed: MinRetry doubling per failure, capped at MaxRetry.
+	MinRetry = time.Second
+	MaxRetry = 30 * time.Second
+	// MinListenBackoff and MaxListenBackoff bound the waits between
+	// attempts to listen again. A listener connection that had lived
+	// MaxListenBackoff is replaced at once.
+	MinListenBackoff = time.Second
+	MaxListenBackoff = 30 * time.Second
+	// minPause keeps a loop with requests due for a retry from spinning.
+	minPause = 10 * time.Millisecond
+	// pingTimeout bounds the listener's health check.
+	pingTimeout = 10 * time.Second
+	// closeTimeout bounds closing the listener connection.
+	closeTimeout = time.Second
+	// maxLogged is how many bytes of a malformed request a log line shows.
+	maxLogged = 80
+)
+
+// Config is what a Loop reads from the configuration. The Func fields are
+// read before every pass or wait, so a reloaded configuration applies at
+// once.
+type Config struct {
+	DelayFunc   func() time.Duration // priorityLoopDelay
+	CheckInFunc func() time.Duration // processorCheckInTime
+	// Changed, when not nil, returns a channel closed on a reload.
+	Changed func() <-chan struct{}
+
+	BatchSize        int
+	Settle           time.Duration
+	Recheck          time.Duration
+	WaitForProcessor time.Duration
+	GiveUp           time.Duration
+	HealthCheck      time.Duration
+}
+
+// jobStore is the slice of *queue.Store the loop uses.
+type jobStore interface {
+	PriorityRequests(ctx context.Context, after string, limit int) ([]queue.PriorityRequest, error)
+	ResolvePriority(ctx context.Context, b queue.PriorityBatch, checkIn time.Duration) ([]queue.PriorityOutcome, error)
+	ListenPriority(ctx context.Context) (*queue.PriorityListener, error)
+}
+
+// Result tells what one pass did with the requests.
+type Result struct {
+	Queued    int  // crashes found on disk and queued with priority
+	Raised    int  // already queued: priority raised, owner told
+	Moved     int  // already queued to a dead processor: moved, owner told
+	Finished  int  // already processed: dropped
+	NotFound  int  // nowhere: dropped
+	Malformed int  // not a crash id: dropped
+	GaveUp    int  // waited for too long (incomplete pair, no priority table): dropped
+	Kept      int  // left for a later pass
+	Waiting   bool // some wait for a live processor
+}
+
+// Loop is the priority loop. Its methods other than Run must not be called
+// while Run is running.
+type Loop struct {
+	cfg    Config
+	trees  []tree
+	jobs   jobStore
+	logger *slog.Logger
+	wake   chan struct{} // buffered 1: notifications coalesce
+
+	// Owned by the goroutine running passes.
+	kept       map[string]*keptRequest // requests left for later, by id
+	nextDue    time.Time               // the earliest retry of a kept request
+	warnedWait bool                    // "no live processor" already said for this stretch
+}
+
+// tree is a storage tree searched for requested crashes.
+type tree struct {
+	name  string // "standard" or "deferred", for the logs
+	store *crashstore.Store
+}
+
+// Reasons a request is kept.
+const (
+	keptIncomplete = "incomplete pair"
+	keptLookup     = "lookup failed"
+	keptWaiting    = "no live processor"
+	keptNoTable    = "owner has no priority table"
+	keptTell       = "telling the owner failed"
+	keptRetry      = "changed meanwhile"
+)
+
+// keptRequest is what the loop remembers of a request it could not resolve.
+type keptRequest struct {
+	reason   string
+	since    time.Time // first kept for this reason
+	next     time.Time // not looked at again before
+	attempts int       // for this reason
+	warned   bool      // logged for this reason
+}
+
+// New returns the Loop resolving the requests of jobs against the standard
+// tree and, when not nil, the deferred tree.
+func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger *slog.Logger) *Loop {
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.Settle = cmp.Or(cfg.Settle, DefaultSettle)
+	cfg.Recheck = cmp.Or(cfg.Recheck, DefaultRecheck)
+	cfg.WaitForProcessor = cmp.Or(cfg.WaitForProcessor, DefaultWaitForProcessor)
+	cfg.GiveUp = cmp.Or(cfg.GiveUp, DefaultGiveUp)
+	cfg.HealthCheck = cmp.Or(cfg.HealthCheck, DefaultHealthCheck)
+	trees := []tree{{"standard", standard}}
+	if deferred != nil {
+		trees = append(trees, tree{"deferred", deferred})
+	}
+	return &Loop{
+		cfg:    cfg,
+		trees:  trees,
+		jobs:   jobs,
+		logger: logger,
+		wake:   make(chan struct{}, 1),
+		kept:   map[string]*keptRequest{},
+	}
+}
+
+// Run runs passes until ctx is done: at once, then every delay, and as soon
+// as a notification says a request arrived. It returns nil when ctx is done,
+// after the listener has closed its connection.
+func (l *Loop) Run(ctx context.Context) error {
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { l.listen(lctx) })
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	r := &loop.Runner{
+		Name:      "priority",
+		Logger:    l.logger,
+		DelayFunc: l.delay,
+		Wake:      l.wake,
+		Changed:   l.cfg.Changed,
+		Pass: func(ctx context.Context) error {
+			_, err := l.RunOnce(ctx)
+			return err
+		},
+	}
+	return r.Run(ctx)
+}
+
+// delay is the pause after the last pass: priorityLoopDelay, or less when a
+// kept request is due sooner.
+func (l *Loop) delay() time.Duration {
+	d := l.cfg.DelayFunc()
+	if !l.nextDue.IsZero() {
+		d = min(d, max(time.Until(l.nextDue), minPause))
+	}
+	return d
+}
+
+// poke wakes the loop for a pass; wake-ups coalesce.
+func (l *Loop) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunOnce does one pass over every request in priorityjobs.
+func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
+	var res Result
+	start := time.Now()
+	p := &pass{l: l, ctx: ctx, checkIn: l.cfg.CheckInFunc(), res: &res, seen: map[string]bool{}}
+	after := ""
+	for {
+		reqs, err := l.jobs.PriorityRequests(ctx, after, l.cfg.BatchSize)
+		if err != nil {
+			return res, err
+		}
+		if len(reqs) == 0 {
+			break
+		}
+		after = reqs[len(reqs)-1].ID
+		if err := p.resolve(reqs); err != nil {
+			return res, err
+		}
+		if len(reqs) < l.cfg.BatchSize {
+			break
+		}
+	}
+	l.settleKept(p.seen)
+
+	if res.Waiting {
+		if !l.warnedWait {
+			l.warnedWait = true
+			l.logger.WarnContext(ctx, "no live processor: priority requests wait until one checks in",
+				"retry_every", l.cfg.WaitForProcessor)
+		}
+	} else if l.warnedWait && p.handedOut {
+		l.warnedWait = false
+		l.logger.InfoContext(ctx, "a processor is live again: priority requests resumed")
+	}
+	done := res.Queued + res.Raised + res.Moved + res.Finished + res.NotFound + res.Malformed + res.GaveUp
+	if done > 0 {
+		l.logger.InfoContext(ctx, "priority pass", "queued", res.Queued, "raised", res.Raised, "moved", res.Moved,
+			"finished", res.Finished, "not_found", res.NotFound, "malformed", res.Malformed, "gave_up", res.GaveUp,
+			"kept", res.Kept, "duration", time.Since(start).Round(time.Microsecond))
+	} else {
+		l.logger.DebugContext(ctx, "priority pass", "kept", res.Kept, "duration", time.Since(start).Round(time.Microsecond))
+	}
+	return res, nil
+}
+
+// settleKept forgets the kept requests that are no longer in priorityjobs
+// (resolved by someone else, or deleted) and computes when the next one is
+// due.
+func (l *Loop) settleKept(seen map[string]bool) {
+	l.nextDue = time.Time{}
+	for id, k := range l.kept {
+		if !seen[id] {
+			delete(l.kept, id)
+			continue
+		}
+		if l.nextDue.IsZero() || k.next.Before(l.nextDue) {
+			l.nextDue = k.next
+		}
+	}
+}
+
+// pass is the state of one pass.
+type pass struct {
+	l         *Loop
+	ctx       context.Context
+	checkIn   time.Duration
+	res       *Result
+	seen      map[string]bool // requests read in this pass
+	handedOut bool            // something was queued or moved
+}
+
+// located is a requested crash found on disk.
+type located struct {
+	tree  tree
+	entry crashstore.Entry
+}
+
+// resolve handles one batch of requests: sorts them out by looking in the
+// trees, resolves them in one transaction, then removes the inbox links of
+// the crashes it queued.
+func (p *pass) resolve(reqs []queue.PriorityRequest) error {
+	l := p.l
+	now := time.Now()
+	var b queue.PriorityBatch
+	found := map[string]located{}
+	for _, r := range reqs {
+		p.seen[r.ID] = true
+		if !crashstore.ValidID(r.ID) {
+			l.logger.WarnContext(p.ctx, "malformed priority request dropped: not a crash id",
+				"request", truncate(r.ID), "bytes", len(r.ID))
+			p.res.Malformed++
+			b.Drop = append(b.Drop, r.ID)
+			continue
+		}
+		k := l.kept[r.ID]
+		if k != nil && now.Before(k.next) {
+			p.res.Kept++
+			continue
+		}
+		if r.Queued {
+			if k != nil && k.reason == keptNoTable && now.Sub(k.since) >= l.cfg.GiveUp {
+				l.logger.WarnContext(p.ctx, "the owner of a priority job still has no priority table; request dropped, the job keeps its raised priority",
+					"uuid", r.ID, "waited", now.Sub(k.since).Round(time.Second))
+				p.res.GaveUp++
+				b.Drop = append(b.Drop, r.ID)
+				continue
+			}
+			b.Queued = append(b.Queued, r.ID)
+			continue
+		}
+		switch loc, d := p.locate(r.ID, now); d {
+		case decideFound:
+			found[r.ID] = loc
+			b.Found = append(b.Found, r.ID)
+		case decideKeep:
+			p.res.Kept++
+		case decideDrop:
+			b.Drop = append(b.Drop, r.ID)
+		}
+	}
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+
+	outs, err := l.jobs.ResolvePriority(p.ctx, b, p.checkIn)
+	if err != nil {
+		return err
+	}
+	for _, o := range outs {
+		p.record(o, found[o.ID], now)
+	}
+
+	// Committed: the crashes queued now have their jobs; take them out of
+	// the inbox so that the scanner does not meet them again.
+	for _, o := range outs {
+		loc, ok := found[o.ID]
+		if !ok || o.Status != queue.PriorityQueued || loc.entry.DateLink == "" {
+			continue
+		}
+		if err := loc.tree.store.RemoveLinks(loc.entry); err != nil {
+			l.logger.WarnContext(p.ctx, "queued priority crash, but could not remove its inbox links; the scanner will",
+				"uuid", o.ID, "tree", loc.tree.name, "error", err)
+		}
+	}
+	return nil
+}
+
+// decision is what locate decided for a request.
+type decision int
+
+const (
+	decideFound decision = iota // a complete pair: queue it
+	decideKeep                  // look again later
+	decideDrop                  // delete the request
+)
+
+// locate looks for a crash in the standard tree, then the deferred tree, and
+// returns its pair when complete. Otherwise it decides for the request, and
+// logs why: kept (a pair incomplete, a lookup error, the pass stopping) or
+// dropped (nowhere, or incomplete for too long).
+func (p *pass) locate(id string, now time.Time) (located, decision) {
+	l := p.l
+	for _, t := range l.trees {
+		e, err := t.store.Lookup(p.ctx, id)
+		if errors.Is(err, crashstore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return located{}, decideKeep
+			}
+			k := l.keep(id, keptLookup, now, backoff(MinRetry, MaxRetry, l.attempts(id, keptLookup)))
+			if !k.warned {
+				k.warned = true
+				l.logger.WarnContext(p.ctx, "cannot look up a priority crash; request kept, retrying",
+					"uuid", id, "tree", t.name, "error", err, "retry_in", k.next.Sub(now).Round(time.Millisecond))
+			}
+			return located{}, decideKeep
+		}
+		ok, err := t.store.Complete(e, l.cfg.Settle)
+		if ok {
+			return located{tree: t, entry: e}, decideFound
+		}
+		return located{}, p.incomplete(id, t, e, err, now)
+	}
+	l.logger.ErrorContext(p.ctx, "priority crash was never found; request dropped", "uuid", id)
+	p.res.NotFound++
+	delete(l.kept, id)
+	return located{}, decideDrop
+}
+
+// incomplete keeps the request of a pair that is not complete (err tells why
+// when it can never become complete as it is) and logs it once, or drops it
+// after GiveUp.
+func (p *pass) incomplete(id string, t tree, e crashstore.Entry, err error, now time.Time) decision {
+	l := p.l
+	if k := l.kept[id]; k != nil && k.reason == keptIncomplete && now.Sub(k.since) >= l.cfg.GiveUp {
+		l.logger.ErrorContext(p.ctx, "priority crash pair never completed; request dropped, the files stay",
+			"uuid", id, "tree", t.name, "state", pairState(e, err), "waited", now.Sub(k.since).Round(time.Second))
+		p.res.GaveUp++
+		delete(l.kept, id)
+		return decideDrop
+	}
+	k := l.keep(id, keptIncomplete, now, backoff(l.cfg.Recheck, MaxRecheck, l.attempts(id, keptIncomplete)))
+	state := pairState(e, err)
+	if !k.warned && (err != nil || state != stateWriting) {
+		k.warned = true
+		l.logger.WarnContext(p.ctx, "priority crash pair incomplete; request kept, retrying",
+			"uuid", id, "tree", t.name, "state", state, "give_up_after", l.cfg.GiveUp)
+	}
+	return decideKeep
+}
+
+// States of an incomplete pair, for the logs.
+const (
+	stateWriting = "being written"
+	stateNoJSON  = "json missing"
+	stateNoDump  = "dump missing"
+)
+
+// pairState tells why a pair is not complete.
+func pairState(e crashstore.Entry, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	switch {
+	case !exists(e.JSONPath):
+		return stateNoJSON
+	case !exists(e.DumpPath):
+		return stateNoDump
+	}
+	return stateWriting
+}
+
+// exists reports whether something is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// record logs one outcome, counts it and updates the kept requests.
+func (p *pass) record(o queue.PriorityOutcome, loc located, now time.Time) {
+	l := p.l
+	ctx := p.ctx
+	if o.Resolved() {
+		delete(l.kept, o.ID)
+	}
+	switch o.Status {
+	case queue.PriorityQueued, queue.PriorityRaised, queue.PriorityMoved:
+		p.handedOut = p.handedOut || o.Status != queue.PriorityRaised
+		if !o.Told {
+			p.untold(o, now)
+			return
+		}
+		switch o.Status {
+		case queue.PriorityQueued:
+			p.res.Queued++
+			l.logger.InfoContext(ctx, "priority crash queued", "uuid", o.ID, "tree", loc.tree.name, "owner", o.Owner)
+		case queue.PriorityRaised:
+			p.res.Raised++
+			l.logger.InfoContext(ctx, "priority crash was already queued; its owner was told", "uuid", o.ID, "owner", o.Owner)
+		case queue.PriorityMoved:
+			p.res.Moved++
+			l.logger.InfoContext(ctx, "priority crash was queued to a dead processor; moved, and its new owner told",
+				"uuid", o.ID, "from", ownerName(o.From), "owner", o.Owner)
+		}
+	case queue.PriorityFinished:
+		p.res.Finished++
+		l.logger.InfoContext(ctx, "priority crash already processed; request dropped", "uuid", o.ID)
+	case queue.PriorityDropped:
+		// Logged when decided.
+	case queue.PriorityWaiting:
+		p.res.Kept++
+		p.res.Waiting = true
+		l.keep(o.ID, keptWaiting, now, l.cfg.WaitForProcessor)
+	case queue.PriorityRetry:
+		p.res.Kept++
+		l.keep(o.ID, keptRetry, now, 0)
+		l.logger.DebugContext(ctx, "priority crash changed while being resolved; retrying", "uuid", o.ID)
+	}
+}
+
+// untold keeps the request of a job whose owner could not be told.
+func (p *pass) untold(o queue.PriorityOutcome, now time.Time) {
+	l := p.l
+	p.res.Kept++
+	if o.TellErr != nil {
+		k := l.keep(o.ID, keptTell, now, backoff(MinRetry, MaxRetry, l.attempts(o.ID, keptTell)))
+		if !k.warned {
+			k.warned = true
+			l.logger.ErrorContext(p.ctx, "cannot tell a processor about a priority crash; request kept, retrying",
+				"uuid", o.ID, "owner", o.Owner, "error", o.TellErr, "retry_in", k.next.Sub(now).Round(time.Millisecond))
+		}
+		return
+	}
+	k := l.keep(o.ID, keptNoTable, now, l.cfg.WaitForProcessor)
+	if !k.warned {
+		k.warned = true
+		l.logger.WarnContext(p.ctx, "the owner of a priority crash has no priority table yet; priority raised, request kept",
+			"uuid", o.ID, "owner", o.Owner, "give_up_after", l.cfg.GiveUp)
+	}
+}
+
+// keep records that the request id is kept for reason and looked at again
+// after wait. A new reason starts a new stretch.
+func (l *Loop) keep(id, reason string, now time.Time, wait time.Duration) *keptRequest {
+	k := l.kept[id]
+	if k == nil || k.reason != reason {
+		k = &keptRequest{reason: reason, since: now}
+		l.kept[id] = k
+	}
+	k.attempts++
+	k.next = now.Add(wait)
+	return k
+}
+
+// attempts returns how many times the request id was kept for reason in a
+// row.
+func (l *Loop) attempts(id, reason string) int {
+	if k := l.kept[id]; k != nil && k.reason == reason {
+		return k.attempts
+	}
+	return 0
+}
+
+// backoff is first doubled n times, capped at limit.
+func backoff(first, limit time.Duration, n int) time.Duration {
+	d := first
+	for range n {
+		if d >= limit {
+			break
+		}
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// truncate cuts a request to at most maxLogged bytes, on a character
+// boundary, for a log line. The log handlers quote a value that needs it
+// (strconv.Quote, as %q does: quotes, spaces, control and unprintable
+// characters are escaped), so a hostile request can neither forge a line nor
+// hide in one.
+func truncate(s string) string {
+	if len(s) <= maxLogged {
+		return s
+	}
+	cut := 0
+	for i := range s {
+		if i > maxLogged {
+			break
+		}
+		cut = i
+	}
+	return s[:cut]
+}
+
+// ownerName renders a previous owner for the logs: 0 stands for NULL.
+func ownerName(id int64) string {
+	if id == 0 {
+		return "none"
+	}
+	return strconv.FormatInt(id, 10)
+}
