@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -370,16 +371,30 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 	return nil
 }
 
+// unlinkWorkers is how many goroutines remove the links of a batch. Link
+// removal is the costliest part of a pass (two unlinks a pair, in many
+// directories); spread over a few workers the kernel overlaps them, which on
+// the 2-core development VM's ext4 made passes up to half again faster.
+const unlinkWorkers = 4
+
 // unlink removes the inbox links of a committed batch: every id of it now
-// has a row (new or existing).
+// has a row (new or existing). Each entry's links go in RemoveLinks's order
+// in one goroutine; the order across entries does not matter.
 func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
-	for _, e := range batch {
-		if err := p.s.crashes.RemoveLinks(e); err != nil {
-			// The job exists; the next pass will find the link, see the
-			// row (ON CONFLICT) and try the removal again.
-			p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
-		}
+	var wg sync.WaitGroup
+	for w := range unlinkWorkers {
+		wg.Go(func() {
+			for i := w; i < len(batch); i += unlinkWorkers {
+				e := batch[i]
+				if err := p.s.crashes.RemoveLinks(e); err != nil {
+					// The job exists; the next pass will find the link, see
+					// the row (ON CONFLICT) and try the removal again.
+					p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // forgetGone drops the bookkeeping of pairs no longer incomplete in the
