@@ -53,3 +53,47 @@ func BenchmarkComplete(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkArchivePair looks up and archives one pair per op within one
+// file system (two renames), as the cleanup loop does for each finished job,
+// on one goroutine. The pairs are spread over the name branch like real ids.
+func BenchmarkArchivePair(b *testing.B) {
+	for _, copyOnly := range []bool{false, true} {
+		name := "rename"
+		if copyOnly {
+			name = "copy"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				dir := b.TempDir()
+				src := New(dir+"/src", Options{Now: func() time.Time { return testNow }})
+				archive := New(dir+"/archive", Options{AlwaysCopy: copyOnly})
+				const n = 5000
+				ids := make([]string, n)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("%08x-0000-4000-8000-000002090928", uint32(i)*2654435761)
+					e, err := src.NewEntry(ids[i], "web1", testNow, []byte("dump"), []byte("{}"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := src.RemoveLinks(e); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				for _, id := range ids {
+					e, err := src.Lookup(b.Context(), id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res, err := src.ArchivePair(b.Context(), e, archive); err != nil || !res.Complete() {
+						b.Fatal(res, err)
+					}
+				}
+			}
+			b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "pairs/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

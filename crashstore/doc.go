@@ -17,7 +17,9 @@
 //
 // The monitor's side is Walk (or EntryAt for a link a watcher saw), Complete
 // to tell a pair still being written, RemoveLinks once the job row is
-// committed, PruneDateDirs for emptied slots, Lookup by id, and RemovePair.
+// committed, PruneDateDirs for emptied slots, Lookup by id, and, once a job
+// is finished, ArchivePair into an archive tree (saveSuccessfulMinidumpsTo,
+// saveFailedMinidumpsTo: same layout, no links) or RemovePair.
 // NewEntry and CreateLinks do what a collector does, for tools and tests.
 //
 // A Store holds no state about the tree, so it is safe for concurrent use

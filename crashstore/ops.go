@@ -95,11 +95,19 @@ func (s *Store) RemovePair(e Entry) error {
 			return err
 		}
 	}
-	if e.NameDir == "" {
+	return s.pruneNameDirs(e.NameDir)
+}
+
+// pruneNameDirs removes the name directory dir if it is empty, then its
+// parents while they are empty, bottom-up, up to but excluding <day>/name
+// (daily) or <root>/name (flat). dir must have passed checkEntry; "" does
+// nothing. A missing directory is fine.
+func (s *Store) pruneNameDirs(dir string) error {
+	if dir == "" {
 		return nil
 	}
-	top, _ := s.nameTop(e.NameDir)
-	for dir := e.NameDir; len(dir) > len(top); dir = filepath.Dir(dir) {
+	top, _ := s.nameTop(dir)
+	for ; len(dir) > len(top); dir = filepath.Dir(dir) {
 		err := rmdir(dir)
 		switch {
 		case err == nil, errors.Is(err, fs.ErrNotExist):

@@ -57,8 +57,10 @@ type Options struct {
 	// leading dot is added, empty means .json and .dump.
 	JSONSuffix, DumpSuffix string
 	// DirPerm and FilePerm are the exact modes (whatever the umask) of the
-	// directories and files this package creates: only the collector side
-	// (NewEntry, CreateLinks) creates anything. Zero means 0770 and 0660.
+	// directories and files this package creates: the collector side
+	// (NewEntry, CreateLinks) in any tree, ArchivePair in an archive tree
+	// (whose files get FilePerm whether moved or copied). Zero means 0770
+	// and 0660.
 	DirPerm, FilePerm fs.FileMode
 	// GID, when positive, is the group given to every directory and file
 	// this package creates. Zero or negative (config's -1) leaves the group
@@ -74,6 +76,11 @@ type Options struct {
 	// current slot of PruneDateDirs and Complete; nil means time.Now. Its
 	// result is used in UTC.
 	Now func() time.Time
+	// AlwaysCopy, on an archive tree, makes ArchivePair copy files into it
+	// even when a rename would do, as it does across file systems: for
+	// tests of that path, and for file systems where a rename into the
+	// archive must not be used.
+	AlwaysCopy bool
 	// Problem, when not nil, is told about each malformed thing a walk or a
 	// lookup meets and skips: names that are not crash ids, links that lead
 	// outside the name branch, files or symlinks where directories belong,
@@ -96,6 +103,7 @@ type Store struct {
 	dirPerm, filePerm      fs.FileMode
 	gid                    int
 	maxDirEntries          int
+	alwaysCopy             bool
 	slotLen                time.Duration
 	now                    func() time.Time
 	problem                func(string, error)
@@ -115,6 +123,7 @@ func New(root string, opts Options) *Store {
 		filePerm:      opts.FilePerm.Perm(),
 		gid:           opts.GID,
 		maxDirEntries: opts.MaxDirEntries,
+		alwaysCopy:    opts.AlwaysCopy,
 		now:           opts.Now,
 		problem:       opts.Problem,
 	}

@@ -18,7 +18,7 @@ import (
 
 // wantIndexes are the indexes the migration adds to jobs.
 var wantIndexes = []string{
-	"jobs_finished_idx",
+	"jobs_finished_completed_idx",
 	"jobs_owner_queued_idx",
 	"jobs_owner_unfinished_idx",
 	"jobs_queueddatetime_unfinished_idx",
@@ -48,7 +48,7 @@ func TestMigrate(t *testing.T) {
 		}
 
 		tables := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
-		want := []string{"jobs", "monitor_schema_version", "priorityjobs", "processors"}
+		want := []string{"jobs", "monitor_cleanup_failures", "monitor_schema_version", "priorityjobs", "processors"}
 		if !slices.Equal(tables, want) {
 			t.Errorf("tables = %v, want %v", tables, want)
 		}
@@ -127,8 +127,8 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
 		tables := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
-		if len(tables) != 4 {
-			t.Errorf("tables = %v, want 4", tables)
+		if len(tables) != 5 {
+			t.Errorf("tables = %v, want 5", tables)
 		}
 		if err := queue.NewStore(pool).CheckSchema(t.Context()); err != nil {
 			t.Errorf("CheckSchema: %v", err)
@@ -286,7 +286,8 @@ SELECT setval('jobs_id_seq', 9);`,
 			t.Fatalf("Migrate: %v", err)
 		}
 		front := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
-		if want := []string{"monitor_schema_version"}; !slices.Equal(front, want) {
+		// The monitor's own tables go to the creation schema.
+		if want := []string{"monitor_cleanup_failures", "monitor_schema_version"}; !slices.Equal(front, want) {
 			t.Errorf("tables created in %s = %v, want %v", frontSchema, front, want)
 		}
 		after := snapshot(t, classic)

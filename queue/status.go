@@ -55,7 +55,16 @@ type Status struct {
 	// OldestQueuedAge is how long the oldest queued (unstarted, unfinished)
 	// job has waited, by the database clock; nil when none is waiting.
 	OldestQueuedAge *time.Duration
+	// CleanupFailing counts finished jobs whose cleanup failed and waits for
+	// a retry.
+	CleanupFailing int64
+	// CleanupFailures lists the latest of them (at most
+	// StatusCleanupFailures), most recent failure first.
+	CleanupFailures []FailingCleanup
 }
+
+// StatusCleanupFailures is how many failing cleanups Status lists.
+const StatusCleanupFailures = 5
 
 const (
 	// $1 is processorCheckInTime. A NULL lastseendatetime fails both
@@ -81,8 +90,8 @@ FROM jobs`
 	statusPriorityQuery = `SELECT count(*) FROM priorityjobs`
 )
 
-// Status summarises processors, jobs and priority requests in one round
-// trip. checkIn is processorCheckInTime: a processor is live when seen within
+// Status summarises processors, jobs, priority requests and failing
+// cleanups in one round trip. checkIn is processorCheckInTime: a processor is live when seen within
 // checkIn, dead when not seen within twice checkIn, stale in between.
 func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, error) {
 	var st Status
@@ -90,6 +99,8 @@ func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, erro
 	b.Queue(statusProcessorsQuery, interval(checkIn))
 	b.Queue(statusJobsQuery)
 	b.Queue(statusPriorityQuery)
+	b.Queue(statusCleanupCountQuery)
+	b.Queue(statusCleanupRecentQuery, StatusCleanupFailures)
 	br := s.pool.SendBatch(ctx, &b)
 	if err := readStatus(br, &st); err != nil {
 		_ = br.Close()
@@ -124,7 +135,10 @@ func readStatus(br pgx.BatchResults, st *Status) error {
 		st.OldestQueuedAge = &d
 	}
 
-	return br.QueryRow().Scan(&st.PriorityRequests)
+	if err := br.QueryRow().Scan(&st.PriorityRequests); err != nil {
+		return err
+	}
+	return readCleanupStatus(br, st)
 }
 
 // interval converts d for an interval bind parameter.

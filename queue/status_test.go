@@ -92,7 +92,8 @@ INSERT INTO priorityjobs (uuid) VALUES ('p1'), ('p2');`)
 			t.Fatalf("Status: %v", err)
 		}
 		if len(st.Processors) != 0 || st.Queued != 0 || st.Started != 0 || st.Succeeded != 0 ||
-			st.Failed != 0 || st.PriorityRequests != 0 || st.OldestQueuedAge != nil {
+			st.Failed != 0 || st.PriorityRequests != 0 || st.OldestQueuedAge != nil ||
+			st.CleanupFailing != 0 || len(st.CleanupFailures) != 0 {
 			t.Errorf("Status of an empty queue = %+v, want zero", st)
 		}
 	})

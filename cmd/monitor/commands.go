@@ -149,6 +149,19 @@ type statusJSON struct {
 	} `json:"jobs"`
 	PriorityRequests       int64    `json:"priority_requests"`
 	OldestQueuedAgeSeconds *float64 `json:"oldest_queued_age_seconds"`
+	Cleanup                struct {
+		Failing int64                `json:"failing"`
+		Recent  []cleanupFailureJSON `json:"recent_failures"`
+	} `json:"cleanup"`
+}
+
+// cleanupFailureJSON is a finished job whose cleanup keeps failing.
+type cleanupFailureJSON struct {
+	UUID           string    `json:"uuid"`
+	Attempts       int       `json:"attempts"`
+	LastError      string    `json:"last_error"`
+	LastFailed     time.Time `json:"last_failed"`
+	RetryInSeconds float64   `json:"retry_in_seconds"`
 }
 
 type processorJSON struct {
@@ -196,6 +209,12 @@ func writeStatusJSON(w io.Writer, st queue.Status) error {
 		s := st.OldestQueuedAge.Seconds()
 		out.OldestQueuedAgeSeconds = &s
 	}
+	out.Cleanup.Failing = st.CleanupFailing
+	out.Cleanup.Recent = make([]cleanupFailureJSON, 0, len(st.CleanupFailures))
+	for _, f := range st.CleanupFailures {
+		out.Cleanup.Recent = append(out.Cleanup.Recent,
+			cleanupFailureJSON{f.UUID, f.Attempts, f.LastError, f.LastFailed, max(f.RetryIn, 0).Seconds()})
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
@@ -227,6 +246,11 @@ func writeStatusText(w io.Writer, st queue.Status) {
 		fmt.Fprintf(w, "oldest queued job: %s\n", st.OldestQueuedAge.Round(time.Second))
 	} else {
 		fmt.Fprintln(w, "oldest queued job: none")
+	}
+	fmt.Fprintf(w, "cleanups failing: %d\n", st.CleanupFailing)
+	for _, f := range st.CleanupFailures {
+		fmt.Fprintf(w, "  %s  %d attempt(s), last %s, retry in %s: %s\n", f.UUID, f.Attempts,
+			f.LastFailed.Format("2006-01-02 15:04:05"), max(f.RetryIn, 0).Round(time.Second), f.LastError)
 	}
 }
 
