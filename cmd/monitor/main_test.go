@@ -379,7 +379,13 @@ func (d *daemonProc) stderrText() string {
 // if the test did not stop it.
 func startDaemon(t *testing.T, path, logPath string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{cmd: exec.Command(monitorBin, "run", "-c", path), logPath: logPath, done: make(chan struct{})}
+	return startDaemonBinary(t, monitorBin, path, logPath)
+}
+
+// startDaemonBinary is startDaemon for another build of the monitor.
+func startDaemonBinary(t *testing.T, bin, path, logPath string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{cmd: exec.Command(bin, "run", "-c", path), logPath: logPath, done: make(chan struct{})}
 	d.cmd.Env = cleanEnv()
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {

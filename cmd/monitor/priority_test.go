@@ -234,26 +234,3 @@ func TestMeasurePriorityLatency(t *testing.T) {
 		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
 	}
 }
-
-// startDaemonBinary is startDaemon for another build of the monitor.
-func startDaemonBinary(t *testing.T, bin, path, logPath string) *daemonProc {
-	t.Helper()
-	d := &daemonProc{cmd: exec.Command(bin, "run", "-c", path), logPath: logPath, done: make(chan struct{})}
-	d.cmd.Env = cleanEnv()
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			d.code = ee.ExitCode()
-		}
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-	})
-	return d
-}
