@@ -247,6 +247,10 @@ func (l *Loop) poke() {
 func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	start := time.Now()
+	// When the kept requests are next due is computed again at the end of
+	// the pass; a pass that fails leaves no due time, so the runner's
+	// backoff is not cut short.
+	l.nextDue = time.Time{}
 	p := &pass{l: l, ctx: ctx, checkIn: l.cfg.CheckInFunc(), res: &res, seen: map[string]bool{}}
 	after := ""
 	for {

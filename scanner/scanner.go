@@ -98,6 +98,7 @@ type Scanner struct {
 	next       time.Duration          // the pause after the last pass, when shorter than the delay
 	incomplete map[string]*incomplete // pairs seen incomplete, by id
 	warnedWait bool                   // "no live processor" already said for this stretch
+	lastReap   time.Time              // when the last dead-processor sweep started
 }
 
 // incomplete is what the scanner remembers of a pair seen incomplete.
@@ -152,9 +153,15 @@ func (s *Scanner) Run(ctx context.Context) error {
 // written or work waits for a processor, else the smaller of
 // standardLoopDelay and processorCheckInTime.
 func (s *Scanner) delay() time.Duration {
-	d := min(s.cfg.DelayFunc(), s.cfg.CheckInFunc())
+	checkIn := s.cfg.CheckInFunc()
+	d := min(s.cfg.DelayFunc(), checkIn)
 	if s.next > 0 {
 		d = min(d, s.next)
+	}
+	if !s.lastReap.IsZero() {
+		// The sweep runs at the start of a pass: the next one is due
+		// processorCheckInTime after the last, however long this pass took.
+		d = min(d, max(checkIn-time.Since(s.lastReap), s.cfg.Recheck))
 	}
 	return d
 }
@@ -165,15 +172,19 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	checkIn := s.cfg.CheckInFunc()
 	start := time.Now()
+	// The short pause a pass asks for is set again at its end; a pass that
+	// fails leaves none, so the runner's backoff is not cut short.
+	s.next = 0
 
 	if s.watch != nil {
 		if err := s.watch.sync(ctx); err != nil {
 			s.logger.DebugContext(ctx, "cannot list the inbox directories to watch", "error", err)
 		}
 	}
+	s.lastReap = time.Now()
 	reaped, err := s.jobs.ReapDeadProcessors(ctx, checkIn)
 	if err != nil {
-		return res, fmt.Errorf("reap dead processors: %w", err)
+		return res, err
 	}
 	res.Reaped = reaped
 	s.logReap(ctx, reaped)
@@ -194,9 +205,10 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("prune date directories: %w", err)
 	}
 
-	s.next = 0
 	switch {
-	case res.Waiting:
+	case res.Waiting, reaped.NoLiveProcessor:
+		// Work waits for a live processor: hand it out within seconds of
+		// one checking in.
 		s.next = s.cfg.WaitForProcessor
 	case p.writing > 0:
 		s.next = s.cfg.Recheck
@@ -357,7 +369,7 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 		return errWaiting
 	}
 	if err != nil {
-		return fmt.Errorf("queue %d crashes: %w", len(ids), err)
+		return err
 	}
 	if p.s.warnedWait {
 		p.s.warnedWait = false

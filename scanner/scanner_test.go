@@ -293,8 +293,9 @@ func TestRunOnce(t *testing.T) {
 		if res, err := b.scanner.RunOnce(t.Context()); err != nil || res.Queued != 1 {
 			t.Fatalf("settled: RunOnce() = %+v, %v; want 1 queued", res, err)
 		}
-		if b.scanner.delay() != checkIn {
-			t.Errorf("delay after the pair was queued = %v, want %v", b.scanner.delay(), checkIn)
+		// The next sweep is due processorCheckInTime after this one.
+		if d := b.scanner.delay(); d > checkIn || d < checkIn-time.Minute {
+			t.Errorf("delay after the pair was queued = %v, want just under %v", d, checkIn)
 		}
 	})
 
@@ -365,6 +366,21 @@ func TestRunOnce(t *testing.T) {
 		}
 		if jobs := b.jobs(t); len(jobs) != 1 || jobs[0].Owner != procs[0] {
 			t.Errorf("jobs after reaping = %+v, want one owned by %d", jobs, procs[0])
+		}
+	})
+
+	t.Run("DeadProcessorWithoutLiveOneRetriesSoon", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, crashstore.LayoutDaily)
+		b.processors(t, 3*checkIn)
+		res, err := b.scanner.RunOnce(t.Context())
+		if err != nil || !res.Reaped.NoLiveProcessor {
+			t.Fatalf("RunOnce() = %+v, %v; want a dead processor and no live one", res, err)
+		}
+		// Its jobs go out within seconds of a processor checking in, not
+		// at the next regular pass.
+		if d := b.scanner.delay(); d != DefaultWaitForProcessor {
+			t.Errorf("delay = %v, want %v", d, DefaultWaitForProcessor)
 		}
 	})
 

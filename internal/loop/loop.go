@@ -34,7 +34,10 @@ type Runner struct {
 	DelayFunc func() time.Duration
 	// Wake, when not nil, starts a pass as soon as it receives (a hint that
 	// work arrived: new files, a NOTIFY). It should be buffered to 1 with
-	// non-blocking sends so hints coalesce.
+	// non-blocking sends so hints coalesce. After a failed pass it is not
+	// listened to until the backoff has passed, so a stream of arrivals
+	// during an outage does not turn into a stream of failing passes; a
+	// hint sent meanwhile stays buffered and costs one extra pass at most.
 	Wake <-chan struct{}
 	// Changed, when not nil, returns a channel closed when the settings
 	// change; a waiting runner then re-reads DelayFunc and re-arms its timer
@@ -87,13 +90,17 @@ func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int) bool
 		}
 		due := passEnd.Add(waitFor(r.DelayFunc(), failures))
 		timer := time.NewTimer(time.Until(due))
+		wake := r.Wake
+		if failures > 0 {
+			wake = nil // backing off: only the timer or ctx ends the wait
+		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return false
 		case <-timer.C:
 			return true
-		case <-r.Wake:
+		case <-wake:
 			timer.Stop()
 			return true
 		case <-changed:

@@ -70,6 +70,34 @@ func TestRunner(t *testing.T) {
 		})
 	})
 
+	t.Run("WakeDoesNotCutBackoffShort", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			boom := errors.New("boom")
+			p := &passTimes{start: time.Now(), errs: []error{boom}}
+			wake := make(chan struct{}, 1)
+			r := &Runner{
+				Logger:    slog.New(slog.DiscardHandler),
+				DelayFunc: func() time.Duration { return time.Hour },
+				Wake:      wake,
+				Pass:      p.pass,
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			go r.Run(ctx)
+			time.Sleep(100 * time.Millisecond)
+			wake <- struct{}{} // arrivals during the outage
+			time.Sleep(2 * time.Second)
+			cancel()
+			synctest.Wait()
+			// The retry waits out MinBackoff; the buffered wake-up then
+			// starts one more pass at once.
+			want := []time.Duration{0, MinBackoff, MinBackoff}
+			if fmt.Sprint(p.at) != fmt.Sprint(want) {
+				t.Errorf("passes at %v, want %v", p.at, want)
+			}
+		})
+	})
+
 	t.Run("ChangedDelayTakesEffectDuringWait", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
