@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -63,6 +64,11 @@ type Config struct {
 	DelayFunc func() time.Duration // cleanupJobsLoopDelay
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+	// Ready, when not nil, is a channel closed when Run may start its first
+	// pass: the monitor closes it after the scanner's first pass, so that
+	// the inbox links a killed run left behind are settled (their rows
+	// found) before any row is deleted here.
+	Ready <-chan struct{}
 
 	BatchSize  int
 	Workers    int
@@ -103,6 +109,7 @@ type Result struct {
 	Missing    int   // crashes found in no tree (nor already in the archive)
 	Incomplete int   // pairs archived with a file missing
 	Failed     int   // jobs whose cleanup failed: kept, retried later
+	Deferred   int   // pairs still in the inbox: taken out of it, cleaned up next pass
 	Rows       int64 // job rows deleted
 }
 
@@ -123,9 +130,16 @@ func New(cfg Config, trees Trees, jobs jobStore, logger *slog.Logger) *Cleaner {
 	return &Cleaner{cfg: cfg, trees: trees, jobs: jobs, logger: logger}
 }
 
-// Run runs passes until ctx is done: at once, then every
+// Run runs passes until ctx is done: once Ready, then every
 // cleanupJobsLoopDelay. It returns nil when ctx is done.
 func (c *Cleaner) Run(ctx context.Context) error {
+	if c.cfg.Ready != nil {
+		select {
+		case <-c.cfg.Ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	r := &loop.Runner{
 		Name:      "cleanup",
 		Logger:    c.logger,
@@ -213,9 +227,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 
 func (c *Cleaner) logPass(ctx context.Context, res Result, took time.Duration) {
 	attrs := []any{"archived", res.Archived, "deleted", res.Deleted, "missing", res.Missing,
-		"incomplete", res.Incomplete, "failed", res.Failed, "rows_removed", res.Rows,
+		"incomplete", res.Incomplete, "failed", res.Failed, "deferred", res.Deferred, "rows_removed", res.Rows,
 		"duration", took.Round(time.Millisecond)}
-	if res.Archived+res.Deleted+res.Missing+res.Failed == 0 {
+	if res.Archived+res.Deleted+res.Missing+res.Failed+res.Deferred == 0 {
 		c.logger.DebugContext(ctx, "cleanup pass", attrs...)
 		return
 	}
@@ -231,6 +245,7 @@ const (
 	outcomeDeleted                 // deleted: row goes
 	outcomeMissing                 // found nowhere: row goes
 	outcomeFailed                  // kept, retried later
+	outcomeDeferred                // still in the inbox: links removed, row kept for the next pass
 )
 
 type jobResult struct {
@@ -281,6 +296,9 @@ func tally(jobs []queue.FinishedJob, results []jobResult, res *Result) ([]string
 			res.Deleted++
 		case outcomeMissing:
 			res.Missing++
+		case outcomeDeferred:
+			res.Deferred++
+			continue
 		case outcomeFailed:
 			res.Failed++
 			failures = append(failures, queue.CleanupFailure{UUID: jobs[i].UUID, Error: r.err.Error()})
@@ -350,6 +368,18 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	case err != nil:
 		return c.failed(ctx, err)
 	}
+	if found && src == c.trees.Standard && inInbox(e) {
+		// Queued, but its inbox links outlived the commit (the monitor was
+		// killed in between, and the scanner has not come round yet). Only
+		// the standard tree's inbox is walked by the scanner.
+		// Deleting the row now could let a scanner pass that read the link
+		// before this insert the crash again, its files gone. So take it
+		// out of the inbox and leave the row to the next pass.
+		if err := src.RemoveLinks(e); err != nil {
+			return c.failed(ctx, fmt.Errorf("remove the inbox links of %s: %w", job.UUID, err))
+		}
+		return jobResult{outcome: outcomeDeferred}
+	}
 
 	if archive == nil {
 		if !found {
@@ -380,6 +410,16 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	// No line per archived crash: at thousands a second it would rotate the
 	// log file's history away; the pass logs the counts.
 	return jobResult{outcome: outcomeArchived}
+}
+
+// inInbox reports whether a crash's date link, which the walks of the
+// scanner read, still exists.
+func inInbox(e crashstore.Entry) bool {
+	if e.DateLink == "" {
+		return false
+	}
+	_, err := os.Lstat(e.DateLink)
+	return err == nil
 }
 
 // failed is the result of a job whose disk work failed; a failure caused by

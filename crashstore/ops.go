@@ -56,15 +56,17 @@ func (s *Store) Complete(e Entry, settle time.Duration) (bool, error) {
 	return true, nil
 }
 
-// RemoveLinks takes an entry out of the inbox: it removes the name->date
-// link, then the date link, and leaves the pair alone. Missing links are
+// RemoveLinks takes an entry out of the inbox: it removes the date link,
+// then the name->date link, and leaves the pair alone. Missing links are
 // fine, so repeating it is harmless. The scanner calls it only after the
 // entry's job row is committed: a crash in between leaves a link whose id is
 // already queued, which the next walk meets again and the idempotent insert
 // ignores; the reverse order would lose the crash (socorro-classic 7.1 #1).
-// The date link goes last for the same reason: a crash between the two
-// removals leaves the date link, which the next walk meets and finishes,
-// where the other order would leave a name link no walk ever sees again.
+// A crash between the two removals leaves only the name link, which no walk
+// reads: lookups take it as a hint and ArchivePair and RemovePair remove it
+// with the pair. The other order would leave a date link that a cleanup
+// reaching the crash first could not see (Lookup learns where the date link
+// is from the name link), and that would dangle forever once the pair left.
 // The Entry must come from this Store; one whose paths do not belong to the
 // tree is refused with ErrMalformed (or ErrInvalidID) before anything is
 // removed.
@@ -72,10 +74,10 @@ func (s *Store) RemoveLinks(e Entry) error {
 	if err := s.checkEntry("remove links", e); err != nil {
 		return err
 	}
-	if err := unlink(e.NameLink); err != nil {
+	if err := unlink(e.DateLink); err != nil {
 		return err
 	}
-	return unlink(e.DateLink)
+	return unlink(e.NameLink)
 }
 
 // RemovePair deletes every trace of a crash that Lookup (or Walk) found:

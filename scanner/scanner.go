@@ -99,6 +99,7 @@ type Scanner struct {
 	incomplete map[string]*incomplete // pairs seen incomplete, by id
 	warnedWait bool                   // "no live processor" already said for this stretch
 	lastReap   time.Time              // when the last dead-processor sweep started
+	firstPass  chan struct{}          // closed when a pass first completes
 }
 
 // incomplete is what the scanner remembers of a pair seen incomplete.
@@ -121,8 +122,14 @@ func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logg
 		logger:     logger,
 		wake:       make(chan struct{}, 1),
 		incomplete: map[string]*incomplete{},
+		firstPass:  make(chan struct{}),
 	}
 }
+
+// FirstPassDone returns a channel closed when a pass has first completed
+// without error: every pair then in the inbox was queued or found queued, and
+// the inbox links a killed run left behind are gone.
+func (s *Scanner) FirstPassDone() <-chan struct{} { return s.firstPass }
 
 // Run runs passes until ctx is done: at once, then every delay, and as soon
 // as the inbox watch sees something new. It returns nil when ctx is done.
@@ -212,6 +219,11 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 		s.next = s.cfg.WaitForProcessor
 	case p.writing > 0:
 		s.next = s.cfg.Recheck
+	}
+	select {
+	case <-s.firstPass:
+	default:
+		close(s.firstPass)
 	}
 	if res.Queued+res.Existing > 0 {
 		s.logger.InfoContext(ctx, "queued crashes", "queued", res.Queued, "already_queued", res.Existing,

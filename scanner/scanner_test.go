@@ -369,6 +369,27 @@ func TestRunOnce(t *testing.T) {
 		}
 	})
 
+	t.Run("FirstPassDone", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, crashstore.LayoutDaily)
+		select {
+		case <-b.scanner.FirstPassDone():
+			t.Fatal("FirstPassDone closed before any pass")
+		default:
+		}
+		if _, err := b.scanner.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-b.scanner.FirstPassDone():
+		default:
+			t.Fatal("FirstPassDone still open after a pass")
+		}
+		if _, err := b.scanner.RunOnce(t.Context()); err != nil { // closes nothing twice
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("DeadProcessorWithoutLiveOneRetriesSoon", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, crashstore.LayoutDaily)

@@ -15,7 +15,8 @@ import (
 // saveFailedMinidumpsTo, dumpPermissions, dirPermissions, dumpGID) need a
 // restart, so they are read once here; cleanupJobsLoopDelay is read before
 // every wait.
-func (d *daemon) newCleaner(store *queue.Store, logger *slog.Logger) *cleanup.Cleaner {
+// Its first pass waits for ready (the scanner's first pass).
+func (d *daemon) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog.Logger) *cleanup.Cleaner {
 	cfg := d.cfg.Load()
 	trees := cleanup.Trees{Standard: d.crashStore(cfg.StorageRoot, logger)}
 	if cfg.DeferredStorageRoot != "" {
@@ -40,5 +41,6 @@ func (d *daemon) newCleaner(store *queue.Store, logger *slog.Logger) *cleanup.Cl
 	return cleanup.New(cleanup.Config{
 		DelayFunc: func() time.Duration { return d.cfg.Load().CleanupJobsLoopDelay },
 		Changed:   d.changed.C,
+		Ready:     ready,
 	}, trees, store, logger)
 }

@@ -139,7 +139,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Changed:     d.changed.C,
 	}, d.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(gctx) })
-	cl := d.newCleaner(store, d.loggerFor("cleanup"))
+	cl := d.newCleaner(store, sc.FirstPassDone(), d.loggerFor("cleanup"))
 	g.Go(func() error { return cl.Run(gctx) })
 
 	log.Info("monitor started")
