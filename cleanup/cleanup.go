@@ -328,6 +328,13 @@ func (c *Cleaner) finish(ctx context.Context, done []string, failures []queue.Cl
 		dbCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 		defer cancel()
 	}
+	if len(done) > 0 {
+		if err := c.syncTrees(); err != nil {
+			// The rows stay; the next pass finds the pairs done and
+			// removes them.
+			return finished{err: err}
+		}
+	}
 	n, err := c.jobs.DeleteFinishedJobs(dbCtx, done)
 	if err != nil {
 		return finished{err: err}
@@ -345,6 +352,23 @@ func (c *Cleaner) finish(ctx context.Context, done []string, failures []queue.Cl
 			"uuid", r.UUID, "error", errs[r.UUID], "attempts", r.Attempts, "retry_in", r.RetryIn.Round(time.Second))
 	}
 	return finished{rows: n}
+}
+
+// syncTrees makes the batch's renames and removals durable before its rows
+// are deleted: a same-filesystem archive is a rename, which the file system
+// may still lose in a power failure after the commit, bringing back a pair
+// whose row is gone. One syncfs per tree and batch (trees on one file
+// system cost little more than one).
+func (c *Cleaner) syncTrees() error {
+	for _, t := range []*crashstore.Store{c.trees.Standard, c.trees.Deferred, c.trees.Successful, c.trees.Failed} {
+		if t == nil {
+			continue
+		}
+		if err := t.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // clean archives or deletes the pair of one finished job. It runs on a

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Complete reports whether the entry's pair is ready to be queued: both
@@ -252,4 +254,24 @@ func (s *Store) probe(dir, id string) (Entry, bool, error) {
 		s.report(e.NameLink, err)
 	}
 	return e, true, nil
+}
+
+// Sync commits to stable storage everything written to the file system that
+// holds the tree's root (syncfs(2)): the renames, unlinks and directory
+// changes done so far, by this process and any other. Cleanup calls it before
+// it deletes the rows of the pairs it moved, so that a power loss cannot
+// bring back a pair whose row is gone. A root that does not exist is fine.
+func (s *Store) Sync() error {
+	f, err := os.Open(s.root)
+	if notExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := ignoreInterrupt(func() error { return unix.Syncfs(int(f.Fd())) }); err != nil {
+		return fmt.Errorf("sync the file system of %s: %w", s.root, err)
+	}
+	return nil
 }
