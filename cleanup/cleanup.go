@@ -177,7 +177,14 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 		res.Rows += f.rows
 		return f.err
 	}
-	defer func() { _ = waitFinished() }() // never leave it running
+	defer func() {
+		// Never leave it running. Its error is the pass's when the pass
+		// returns through waitFinished; here the pass already failed (or
+		// is stopping) for another reason, so this one is logged.
+		if err := waitFinished(); err != nil && ctx.Err() == nil {
+			c.logger.ErrorContext(ctx, "recording the outcome of a cleanup batch failed; its jobs are redone next pass", "error", err)
+		}
+	}()
 	for len(jobs) > 0 {
 		var next []queue.FinishedJob
 		var nextErr error
