@@ -74,16 +74,60 @@ RETURNING uuid, owner`
 // query nothing. Callers validate the ids first (at most 50 characters):
 // the rows are inserted in one statement, so one bad id means none is.
 func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration) (EnqueueResult, error) {
+	return s.EnqueueWith(ctx, ids, priority, checkIn, nil)
+}
+
+// Loads carries the live processors and their loads from one EnqueueWith to
+// the next, for a caller that queues batch after batch (the scanner, for a
+// pass). Counting the loads visits every unfinished job, so with a backlog
+// of a million that read costs a quarter second, and doing it for every
+// batch of a few thousand would make a drain quadratic. With Loads, the
+// snapshot is read again only once the time since the last read exceeds
+// LoadsRereadFactor times what that read took (so for every batch while
+// reads are cheap), and at least every LoadsMaxAge; in between, the loads
+// are those of the last read plus what was queued since. A processor that
+// comes alive or dies meanwhile is seen at the next read. The zero value is
+// ready to use; a Loads must not be shared by concurrent calls.
+type Loads struct {
+	procs  []processorLoad
+	readAt time.Time
+	took   time.Duration
+}
+
+// Bounds of a Loads snapshot's reuse.
+const (
+	LoadsRereadFactor = 10
+	LoadsMaxAge       = 5 * time.Second
+)
+
+// fresh reports whether the snapshot may serve another batch.
+func (l *Loads) fresh() bool {
+	return l != nil && len(l.procs) > 0 &&
+		time.Since(l.readAt) < min(LoadsRereadFactor*l.took, LoadsMaxAge)
+}
+
+// EnqueueWith is Enqueue reusing, while it is fresh, the load snapshot of
+// loads (see Loads); a nil loads reads the loads every time, as Enqueue.
+func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *Loads) (EnqueueResult, error) {
 	if len(ids) == 0 {
 		return EnqueueResult{}, nil
 	}
 	ids = distinct(ids)
 
 	var inserted map[string]int64
+	var procs []processorLoad
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		procs, err := liveProcessors(ctx, tx, checkIn)
-		if err != nil {
-			return err
+		if loads.fresh() {
+			procs = loads.procs
+		} else {
+			start := time.Now()
+			var err error
+			if procs, err = liveProcessors(ctx, tx, checkIn); err != nil {
+				return err
+			}
+			if loads != nil {
+				*loads = Loads{procs: procs, readAt: start, took: time.Since(start)}
+			}
 		}
 		if len(procs) == 0 {
 			return ErrNoLiveProcessor
@@ -107,16 +151,28 @@ func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn
 		return EnqueueResult{}, fmt.Errorf("enqueue %d ids: %w", len(ids), ErrNoLiveProcessor)
 	}
 	if err != nil {
+		if loads != nil {
+			*loads = Loads{} // the transaction failed: read again next time
+		}
 		return EnqueueResult{}, fmt.Errorf("enqueue %d ids: %w", len(ids), interpret(err))
 	}
 
 	res := EnqueueResult{Queued: make([]Assignment, 0, len(inserted))}
+	added := map[int64]int64{}
 	for _, id := range ids {
 		if owner, ok := inserted[id]; ok {
 			res.Queued = append(res.Queued, Assignment{ID: id, Owner: owner})
+			added[owner]++
 		} else {
 			res.Existing = append(res.Existing, id)
 		}
+	}
+	if loads != nil && len(added) > 0 {
+		next := make([]processorLoad, len(loads.procs))
+		for i, p := range loads.procs {
+			next[i] = processorLoad{id: p.id, load: p.load + added[p.id]}
+		}
+		loads.procs = next
 	}
 	return res, nil
 }

@@ -51,6 +51,40 @@ func TestEnqueue(t *testing.T) {
 		}
 	})
 
+	// A pass's batches reuse the load snapshot while it is fresh: the loads
+	// are the snapshot's plus what was queued since, not the table's.
+	t.Run("EnqueueWithReusesLoads", func(t *testing.T) {
+		t.Parallel()
+		pool := pgtest.Schema(t)
+		store := queue.NewStore(pool)
+		procs := addProcessors(t, pool, 2, 0)
+		// The table says both are idle; the snapshot says procs[0] has 3.
+		loads := queue.StaleLoads(map[int64]int64{procs[0]: 3, procs[1]: 0})
+		res, err := store.EnqueueWith(t.Context(), crashIDs("a", 3), 0, checkIn, loads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range res.Queued {
+			if a.Owner != procs[1] {
+				t.Errorf("%s went to %d, want %d (least loaded by the snapshot)", a.ID, a.Owner, procs[1])
+			}
+		}
+		// Now 3 and 3 by the snapshot plus the batch: the next two split.
+		res, err = store.EnqueueWith(t.Context(), crashIDs("b", 2), 0, checkIn, loads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Queued) != 2 || res.Queued[0].Owner != procs[0] || res.Queued[1].Owner != procs[1] {
+			t.Errorf("second batch = %+v, want one each, lowest id first", res.Queued)
+		}
+		// A zero Loads reads the table, as Enqueue does, and keeps it.
+		var fresh queue.Loads
+		res, err = store.EnqueueWith(t.Context(), crashIDs("c", 1), 0, checkIn, &fresh)
+		if err != nil || res.Queued[0].Owner != procs[0] {
+			t.Errorf("with a fresh read = %+v, %v; want processor %d (1 job against 4)", res.Queued, err, procs[0])
+		}
+	})
+
 	t.Run("EqualLoadOneCall", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)

@@ -70,7 +70,7 @@ type Config struct {
 
 // jobStore is the slice of *queue.Store the scanner uses.
 type jobStore interface {
-	Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration) (queue.EnqueueResult, error)
+	EnqueueWith(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *queue.Loads) (queue.EnqueueResult, error)
 	ReapDeadProcessors(ctx context.Context, checkIn time.Duration) (queue.ReapResult, error)
 }
 
@@ -257,7 +257,8 @@ type pass struct {
 	ctx     context.Context // the pipeline's: done when a stage fails
 
 	// Owned by the queuer until the pipeline has stopped.
-	res *Result
+	res   *Result
+	loads queue.Loads // the live processors' loads, carried from batch to batch
 }
 
 // run walks the inbox and queues what it finds, returning when every stage
@@ -370,7 +371,7 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 	for i, e := range batch {
 		ids[i] = e.ID
 	}
-	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn)
+	r, err := p.s.jobs.EnqueueWith(ctx, ids, 0, p.checkIn, &p.loads)
 	if errors.Is(err, queue.ErrNoLiveProcessor) {
 		p.res.Waiting = true
 		if !p.s.warnedWait {
