@@ -21,7 +21,6 @@ var wantIndexes = []string{
 	"jobs_finished_completed_idx",
 	"jobs_owner_queued_idx",
 	"jobs_owner_unfinished_idx",
-	"jobs_queueddatetime_unfinished_idx",
 }
 
 func TestMigrate(t *testing.T) {

@@ -390,8 +390,10 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 	}
 	p.res.Queued += len(r.Queued)
 	p.res.Existing += len(r.Existing)
-	for _, a := range r.Queued {
-		p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
+	if p.s.logger.Enabled(ctx, slog.LevelDebug) { // a line per crash: skip building them unless wanted
+		for _, a := range r.Queued {
+			p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
+		}
 	}
 	return nil
 }
