@@ -1,0 +1,270 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/crashgen"
+	"github.com/crashmonitor/monitor/queue"
+)
+
+// Polling of the drain's progress.
+const (
+	drainPoll = 20 * time.Millisecond
+	// drainMinRate bounds the wait for a drain: slower than this is a
+	// failure, not a figure.
+	drainMinRate = 500 // pairs/s
+)
+
+// drainScenario generates the backlog, times the bare walk of its inbox
+// (walk), then times `monitor run` draining it (drain) and reads the
+// monitor's peak memory (memory).
+func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) error {
+	n := g.Options().Count
+	dir, err := h.dir("drain")
+	if err != nil {
+		return err
+	}
+	defer h.removeTree(dir)
+	root := filepath.Join(dir, "toBeProcessed")
+	store, err := h.generate(ctx, "drain", root, g)
+	if err != nil {
+		return err
+	}
+
+	if h.opts.runs("walk") {
+		began := time.Now()
+		links, err := countInbox(ctx, store)
+		if err != nil {
+			return fmt.Errorf("walk: %w", err)
+		}
+		took := time.Since(began)
+		if links != n {
+			return fmt.Errorf("walk: %d inbox links, want %d", links, n)
+		}
+		f := rateFigure(figWalk, fmt.Sprintf("bare inbox walk (%s links, no DB)", formatInt(int64(n))), n, took)
+		f.Note = "crashstore Walk counting links: " + formatDuration(took)
+		h.figures[figWalk] = f
+		h.step("walk: %s links in %s", formatInt(int64(n)), formatDuration(took))
+	}
+	if !h.opts.runs("drain") {
+		return nil
+	}
+
+	db, err := h.newDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
+		return err
+	}
+	h.step("drain: monitor run on %s pairs", formatInt(int64(n)))
+	began := time.Now()
+	m, err := h.startMonitor(dir, db.monitorConfig(dir, root))
+	if err != nil {
+		return err
+	}
+	defer m.kill()
+	timeout := time.Minute + time.Duration(n/drainMinRate)*time.Second
+	err = waitFor(ctx, m, drainPoll, timeout, fmt.Sprintf("%d jobs", n), func() (bool, error) {
+		// The highest id is one index lookup; count only when it is there.
+		hi, err := db.bench.HighestJobID(ctx)
+		if err != nil || hi < int64(n) {
+			return false, err
+		}
+		c, err := db.bench.JobCount(ctx)
+		if err == nil && c > int64(n) {
+			err = fmt.Errorf("%d jobs for %d pairs", c, n)
+		}
+		return c == int64(n), err
+	})
+	if err != nil {
+		return err
+	}
+	// The links of the last batch go right after its commit.
+	err = waitFor(ctx, m, drainPoll, time.Minute, "an empty inbox", func() (bool, error) {
+		left, err := countInbox(ctx, store)
+		return left == 0, err
+	})
+	if err != nil {
+		return err
+	}
+	took := time.Since(began)
+	peak, err := m.peakRSS()
+	if err != nil {
+		return err
+	}
+	if err := m.stop(); err != nil {
+		return err
+	}
+
+	f := rateFigure(figDrain, fmt.Sprintf("backlog drain, monitor run (%s pairs)", formatInt(int64(n))), n, took)
+	f.Note = fmt.Sprintf("%s from exec to the last job and an empty inbox; %d live processors", formatDuration(took), liveProcessors)
+	h.figures[figDrain] = f
+	mib := float64(peak) / (1 << 20)
+	h.figures[figMemory] = Figure{
+		Name:    figMemory,
+		Label:   fmt.Sprintf("monitor peak memory, drain of %s (VmHWM)", formatInt(int64(n))),
+		Value:   mib,
+		Unit:    "MiB",
+		Shown:   fmt.Sprintf("%.1f MiB", mib),
+		Details: map[string]float64{"bytes": float64(peak), "pairs": float64(n)},
+	}.judged(atMost(100, "≤ 100 MiB"))
+	h.step("drain: %s pairs in %s; peak memory %.1f MiB", formatInt(int64(n)), formatDuration(took), mib)
+	return nil
+}
+
+// copyScenario times the ceiling: the drain's ids copied into an empty jobs
+// table in one COPY, no disk involved.
+func (h *harness) copyScenario(ctx context.Context, g *crashgen.Generator) error {
+	n := g.Options().Count
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = g.ID(i)
+	}
+	db, err := h.newDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	_, owners, err := db.register(ctx, "bench-processor-", liveProcessors)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	copied, err := db.bench.CopyJobs(ctx, ids, owners)
+	if err != nil {
+		return err
+	}
+	took := time.Since(began)
+	if copied != int64(n) {
+		return fmt.Errorf("copied %d rows, want %d", copied, n)
+	}
+	f := rateFigure(figCopy, fmt.Sprintf("COPY ceiling (the same %s ids, no disk)", formatInt(int64(n))), n, took)
+	f.Note = "pgx CopyFrom into an empty jobs table: " + formatDuration(took)
+	h.figures[figCopy] = f
+	return nil
+}
+
+// classicScenario times the classic monitor's standard loop
+// (socorro-classic 3.3, 3.5), re-implemented here, on a backlog of n pairs
+// of the drain's shape: a walk of the inbox that, for each pair whose two
+// files are there, removes its links first and then queues it with one
+// INSERT and one COMMIT, to the processor the classic balanced scheduler
+// picks.
+func (h *harness) classicScenario(ctx context.Context, n int) error {
+	g, err := h.backlogGenerator(n, 2)
+	if err != nil {
+		return err
+	}
+	dir, err := h.dir("classic")
+	if err != nil {
+		return err
+	}
+	defer h.removeTree(dir)
+	store, err := h.generate(ctx, "classic", filepath.Join(dir, "toBeProcessed"), g)
+	if err != nil {
+		return err
+	}
+	db, err := h.newDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
+		return err
+	}
+
+	h.step("classic: the classic standard loop on %s pairs", formatInt(int64(n)))
+	began := time.Now()
+	queued, err := classicPass(ctx, store, db.bench)
+	if err != nil {
+		return err
+	}
+	took := time.Since(began)
+	if queued != n {
+		return fmt.Errorf("the classic loop queued %d of %d pairs", queued, n)
+	}
+	if c, err := db.bench.JobCount(ctx); err != nil || c != int64(n) {
+		return errors.Join(err, fmt.Errorf("%d jobs after the classic loop, want %d", c, n))
+	}
+	f := rateFigure(figClassic, fmt.Sprintf("classic standard loop (%s-pair sample)", formatInt(int64(n))), n, took)
+	f.Note = "re-implemented here: links removed, then one INSERT + COMMIT per crash; " + formatDuration(took)
+	h.figures[figClassic] = f
+	return nil
+}
+
+// classicPass is one pass of the classic standard loop over store's inbox
+// (its dead-processor sweep left out: there are no dead processors). It
+// returns the number of crashes queued.
+func classicPass(ctx context.Context, store *crashstore.Store, jobs *queue.Bench) (int, error) {
+	var sched classicScheduler
+	queued := 0
+	err := store.Walk(ctx, func(e crashstore.Entry) error {
+		// destructiveDateWalk: both files must be regular files (no
+		// settling: the classic monitor did not wait).
+		complete, err := store.Complete(e, 0)
+		if err != nil || !complete {
+			return err
+		}
+		// The links go before the crash is queued (the classic order, which
+		// loses the crash if the insert fails).
+		if err := store.RemoveLinks(e); err != nil {
+			return err
+		}
+		owner, err := sched.next(ctx, jobs)
+		if err != nil {
+			return err
+		}
+		if err := jobs.ClassicQueueJob(ctx, e.ID, owner, time.Now()); err != nil {
+			return err
+		}
+		queued++
+		return nil
+	})
+	if err != nil {
+		return queued, err
+	}
+	// The classic walk removed the emptied date directories as it went.
+	_, err = store.PruneDateDirs(ctx)
+	return queued, err
+}
+
+// classicScheduler is the classic balanced scheduler (jobSchedulerIter,
+// socorro-classic 3.5): one snapshot of every processor's unfinished jobs,
+// taken at the first crash of a pass; then, for each crash, a stable sort by
+// count, the first processor taken and its count incremented. Ties keep the
+// snapshot's row order.
+type classicScheduler struct {
+	loads []queue.ClassicLoad
+	taken bool
+}
+
+// loadsSource is what the scheduler needs of queue.Bench.
+type loadsSource interface {
+	ClassicLoads(ctx context.Context, checkIn time.Duration) ([]queue.ClassicLoad, error)
+}
+
+// next returns the owner of the next crash.
+func (s *classicScheduler) next(ctx context.Context, src loadsSource) (int64, error) {
+	if !s.taken {
+		loads, err := src.ClassicLoads(ctx, checkIn)
+		if err != nil {
+			return 0, err
+		}
+		if len(loads) == 0 {
+			return 0, errors.New("classic scheduler: no processors registered")
+		}
+		s.loads, s.taken = loads, true
+	}
+	slices.SortStableFunc(s.loads, func(a, b queue.ClassicLoad) int { return cmp.Compare(a.Count, b.Count) })
+	s.loads[0].Count++
+	return s.loads[0].ID, nil
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crashmonitor/monitor/queue"
+)
+
+func TestFormatting(t *testing.T) {
+	t.Parallel()
+	ints := map[int64]string{0: "0", 7: "7", 999: "999", 1000: "1,000", 200000: "200,000", 1234567: "1,234,567", -4500: "-4,500"}
+	for n, want := range ints {
+		if got := formatInt(n); got != want {
+			t.Errorf("formatInt(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if got := formatRate(9171.6); got != "9,172 pairs/s" {
+		t.Errorf("formatRate = %q", got)
+	}
+	durations := map[time.Duration]string{
+		420 * time.Microsecond:   "420 µs",
+		2840 * time.Microsecond:  "2.84 ms",
+		25900 * time.Microsecond: "25.9 ms",
+		310 * time.Millisecond:   "310 ms",
+		1250 * time.Millisecond:  "1.25 s",
+		21800 * time.Millisecond: "21.8 s",
+	}
+	for d, want := range durations {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		t    target
+		v    float64
+		want Verdict
+	}{
+		{atLeast(10, ""), 10, Pass},
+		{atLeast(10, ""), 10.5, Pass},
+		{atLeast(10, ""), 9.9, Miss},
+		{atMost(100, ""), 100, Pass},
+		{atMost(100, ""), 3, Pass},
+		{atMost(100, ""), 100.1, Miss},
+	} {
+		if got := tc.t.judge(tc.v); got != tc.want {
+			t.Errorf("%+v judge(%v) = %s, want %s", tc.t, tc.v, got, tc.want)
+		}
+	}
+}
+
+// TestSummarize: nearest-rank percentiles of the latencies.
+func TestSummarize(t *testing.T) {
+	t.Parallel()
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- { // out of order on purpose
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	l := summarize(ds)
+	if l.n != 100 || l.p50 != 50*time.Millisecond || l.p99 != 99*time.Millisecond || l.max != 100*time.Millisecond {
+		t.Errorf("summarize = %+v", l)
+	}
+	if l := summarize(ds[:1]); l.p50 != 100*time.Millisecond || l.p99 != 100*time.Millisecond {
+		t.Errorf("one latency: %+v", l)
+	}
+	if l := summarize(nil); l != (latency{}) {
+		t.Errorf("no latency: %+v", l)
+	}
+	f := summarize(ds).figure(figArrival, "arrival", atMost(1000, "p99 ≤ 1 s"))
+	if f.Value != 99 || f.Unit != "ms" || f.Shown != "p50 50.0 ms, p99 99.0 ms" || f.Verdict != Pass || f.Details["max_ms"] != 100 {
+		t.Errorf("latency figure = %+v", f)
+	}
+}
+
+func measured() map[string]Figure {
+	return map[string]Figure{
+		figDeadMove: Figure{Name: figDeadMove, Label: "dead move", Value: 3.5, Unit: "s", Shown: "3.50 s"}.judged(atMost(2, "≤ 2 s")),
+		figCopy:     rateFigure(figCopy, "copy", 200_000, 4*time.Second),       // 50,000 pairs/s
+		figDrain:    rateFigure(figDrain, "drain", 200_000, 5*time.Second),     // 40,000 pairs/s
+		figClassic:  rateFigure(figClassic, "classic", 20_000, 10*time.Second), // 2,000 pairs/s
+	}
+}
+
+// TestAssemble: the table's order, the drain's ratios and its verdict.
+func TestAssemble(t *testing.T) {
+	t.Parallel()
+	in := measured()
+	figs := assemble(in)
+	var names []string
+	for _, f := range figs {
+		names = append(names, f.Name)
+	}
+	want := []string{figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figDeadMove}
+	if !slices.Equal(names, want) {
+		t.Fatalf("order = %v, want %v", names, want)
+	}
+	if len(in) != 4 {
+		t.Errorf("assemble modified its input: %d figures", len(in))
+	}
+	byName := map[string]Figure{}
+	for _, f := range figs {
+		byName[f.Name] = f
+	}
+	if f := byName[figDrainClassic]; f.Value != 20 || f.Shown != "20.0×" || f.Verdict != Pass {
+		t.Errorf("drain vs classic = %+v", f)
+	}
+	if f := byName[figDrainCopy]; f.Value != 80 || f.Shown != "80.0%" || f.Verdict != Pass {
+		t.Errorf("drain vs copy = %+v", f)
+	}
+	if f := byName[figDrain]; f.Verdict != Pass || f.Shown != "40,000 pairs/s" || !strings.Contains(f.Target, "20×") {
+		t.Errorf("drain = %+v", f)
+	}
+	if f := byName[figClassic]; f.Verdict != Reference || f.Target != "" {
+		t.Errorf("classic = %+v", f)
+	}
+
+	// Half the drain's speed misses the classic ratio, and so the drain.
+	in[figDrain] = rateFigure(figDrain, "drain", 200_000, 10*time.Second)
+	byName = map[string]Figure{}
+	for _, f := range assemble(in) {
+		byName[f.Name] = f
+	}
+	if byName[figDrainClassic].Verdict != Miss || byName[figDrainCopy].Verdict != Miss || byName[figDrain].Verdict != Miss {
+		t.Errorf("slow drain: %+v", byName)
+	}
+
+	// A drain without its yardsticks has no verdict.
+	alone := assemble(map[string]Figure{figDrain: rateFigure(figDrain, "drain", 10, time.Second)})
+	if len(alone) != 1 || alone[0].Verdict != Reference || !strings.Contains(alone[0].Note, "no ratio") {
+		t.Errorf("drain alone = %+v", alone)
+	}
+}
+
+func TestReportOutput(t *testing.T) {
+	t.Parallel()
+	r := &Report{
+		Header: Header{Mode: "full", Started: time.Date(2026, 11, 22, 5, 51, 0, 0, time.UTC), Seconds: 500,
+			CPU: "AMD EPYC", CPUs: 2, MemoryMiB: 24105, Go: "go1.26.8", PostgreSQL: "15.18", Monitor: "dev",
+			TreeDir: "/dev/shm/x", Filesystem: "tmpfs", LoadStart: [3]float64{5.01, 5.09, 5.48}},
+		Figures: assemble(measured()),
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"monitorbench full run, 2026-11-22 05:51 UTC, 500 s",
+		"machine: AMD EPYC, 2 CPUs, 23.5 GiB memory; go1.26.8; PostgreSQL 15.18; monitor dev",
+		"trees: tmpfs (/dev/shm/x); load average 5.01 5.09 5.48 at start",
+		"40,000 pairs/s", "2,000 pairs/s", "≥ 10,000" /* absent: no cleanup */, "≤ 2 s",
+	} {
+		if want == "≥ 10,000" {
+			if strings.Contains(out, want) {
+				t.Errorf("table shows a figure that was not measured:\n%s", out)
+			}
+			continue
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// Columns line up: every row starts its "measured" cell at the same rune.
+	lines := strings.Split(strings.TrimSpace(out[strings.Index(out, "figure"):]), "\n")
+	col := strings.Index(lines[0], "measured")
+	for _, l := range lines[2:] {
+		runes := []rune(l)
+		if len(runes) <= col || runes[col-1] != ' ' || runes[col] == ' ' {
+			t.Errorf("misaligned row %q (measured column at %d)", l, col)
+		}
+	}
+	if misses := r.Misses(); !slices.Equal(misses, []string{figDeadMove}) {
+		t.Errorf("misses = %v", misses)
+	}
+
+	path := filepath.Join(t.TempDir(), "out", "bench.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Figures) != len(r.Figures) || back.Header.CPU != "AMD EPYC" || back.Figures[0].Unit != "pairs/s" ||
+		back.Figures[0].Details["pairs"] != 200_000 {
+		t.Errorf("JSON round trip: %+v", back)
+	}
+	if !strings.Contains(string(data), `"verdict": "miss"`) {
+		t.Errorf("JSON lacks the verdicts:\n%s", data)
+	}
+}
+
+// fakeLoads is a loadsSource that counts its queries.
+type fakeLoads struct {
+	loads   []queue.ClassicLoad
+	queries int
+}
+
+func (f *fakeLoads) ClassicLoads(context.Context, time.Duration) ([]queue.ClassicLoad, error) {
+	f.queries++
+	return slices.Clone(f.loads), nil
+}
+
+// TestClassicScheduler is socorro-classic 3.5's example: counts 1..5 and 15
+// requests leave every processor at 6, from one snapshot.
+func TestClassicScheduler(t *testing.T) {
+	t.Parallel()
+	src := &fakeLoads{loads: []queue.ClassicLoad{{ID: 1, Count: 1}, {ID: 2, Count: 2}, {ID: 3, Count: 3}, {ID: 4, Count: 4}, {ID: 5, Count: 5}}}
+	var s classicScheduler
+	got := map[int64]int{}
+	for range 15 {
+		id, err := s.next(t.Context(), src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[id]++
+	}
+	if want := map[int64]int{1: 5, 2: 4, 3: 3, 4: 2, 5: 1}; !maps.Equal(got, want) {
+		t.Errorf("assignments = %v, want %v", got, want)
+	}
+	if src.queries != 1 {
+		t.Errorf("%d snapshot queries, want 1 per pass", src.queries)
+	}
+	// Equal loads: the first round in row order; the in-place stable sort
+	// then keeps each tie in the list's current order, as classic's did.
+	src = &fakeLoads{loads: []queue.ClassicLoad{{ID: 7}, {ID: 3}, {ID: 9}}}
+	s = classicScheduler{}
+	var order []int64
+	for range 6 {
+		id, _ := s.next(t.Context(), src)
+		order = append(order, id)
+	}
+	if want := []int64{7, 3, 9, 9, 3, 7}; !slices.Equal(order, want) {
+		t.Errorf("order = %v, want %v", order, want)
+	}
+	if _, err := (&classicScheduler{}).next(t.Context(), &fakeLoads{}); err == nil {
+		t.Error("no processors: no error")
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "monitor")
+	if err := os.WriteFile(bin, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"-smoke", "-monitor", bin, "-only", "drain,cleanup", "-set", "logFileErrorLoggingLevel=20"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.mode != "smoke" || o.sizes != smokeSizes || !o.runs("drain") || o.runs("classic") || o.settings["logFileErrorLoggingLevel"] != "20" {
+		t.Errorf("smoke options = %+v", o)
+	}
+	o, err = parseFlags([]string{"-large", "-monitor", bin}, io.Discard)
+	if err != nil || o.sizes.drain != 1_000_000 || o.sizes.classic != 20_000 || o.only != nil {
+		t.Errorf("large options = %+v, %v", o, err)
+	}
+	o, err = parseFlags([]string{"-n", "500", "-monitor", bin}, io.Discard)
+	if err != nil || o.sizes.drain != 500 || o.sizes.classic != 500 {
+		t.Errorf("-n 500: %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{
+		{"-smoke", "-large"}, {"-only", "drain,bogus"}, {"-n", "-1"}, {"extra"}, {"-set", "novalue"},
+		{"-monitor", filepath.Join(t.TempDir(), "missing")},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("parseFlags(%v): no error", bad)
+		}
+	}
+}
