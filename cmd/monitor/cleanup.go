@@ -6,7 +6,6 @@ import (
 
 	"github.com/crashmonitor/monitor/cleanup"
 	"github.com/crashmonitor/monitor/crashstore"
-	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -26,15 +25,7 @@ func (d *daemon) newCleaner(store *queue.Store, ready <-chan struct{}, logger *s
 		if root == "" {
 			return nil // empty setting: delete the pairs
 		}
-		return crashstore.New(root, crashstore.Options{
-			Layout:     crashstore.Layout(cfg.StorageLayout),
-			JSONSuffix: cfg.JSONFileSuffix,
-			DumpSuffix: cfg.DumpFileSuffix,
-			DirPerm:    cfg.DirPermissions,
-			FilePerm:   cfg.DumpPermissions,
-			GID:        cfg.DumpGID,
-			Problem:    logging.NewProblemLog(logger, 10000).Report,
-		})
+		return crashstore.New(root, d.storeOptions(cfg.DumpGID, logger))
 	}
 	trees.Successful = archive(cfg.SaveSuccessfulMinidumpsTo)
 	trees.Failed = archive(cfg.SaveFailedMinidumpsTo)

@@ -246,16 +246,23 @@ func (d *daemon) loggerFor(name string) *slog.Logger {
 // crashStore opens a storage tree with the configured layout; problems met
 // in it (malformed names, dangling links) are logged once per path.
 func (d *daemon) crashStore(root string, logger *slog.Logger) *crashstore.Store {
+	return crashstore.New(root, d.storeOptions(-1, logger))
+}
+
+// storeOptions are the crashstore options of the running configuration:
+// layout, suffixes and modes; files and directories made get the group gid
+// when it is positive; problems are logged once per path.
+func (d *daemon) storeOptions(gid int, logger *slog.Logger) crashstore.Options {
 	cfg := d.cfg.Load()
-	return crashstore.New(root, crashstore.Options{
+	return crashstore.Options{
 		Layout:     crashstore.Layout(cfg.StorageLayout),
 		JSONSuffix: cfg.JSONFileSuffix,
 		DumpSuffix: cfg.DumpFileSuffix,
 		DirPerm:    cfg.DirPermissions,
 		FilePerm:   cfg.DumpPermissions,
-		GID:        -1,
+		GID:        gid,
 		Problem:    logging.NewProblemLog(logger, 10000).Report,
-	})
+	}
 }
 
 // newPool builds the connection pool from the configuration; it does not
