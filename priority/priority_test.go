@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -597,22 +598,6 @@ func TestListenerReconnects(t *testing.T) {
 	eventually(t, "listener connection closed", func() bool { return len(b.listenerPIDs(t)) == 0 })
 }
 
-func TestPercentile(t *testing.T) {
-	t.Parallel()
-	ds := make([]time.Duration, 100)
-	for i := range ds {
-		ds[i] = time.Duration(100-i) * time.Millisecond
-	}
-	for p, want := range map[float64]time.Duration{50: 50 * time.Millisecond, 99: 99 * time.Millisecond, 100: 100 * time.Millisecond, 0.5: time.Millisecond} {
-		if got := Percentile(ds, p); got != want {
-			t.Errorf("Percentile(1..100ms, %v) = %v, want %v", p, got, want)
-		}
-	}
-	if got := Percentile(nil, 99); got != 0 {
-		t.Errorf("Percentile(nil) = %v", got)
-	}
-}
-
 // TestMeasureLatency: the measuring helper requests each id in turn and
 // times its resolution by a running loop.
 func TestMeasureLatency(t *testing.T) {
@@ -624,7 +609,7 @@ func TestMeasureLatency(t *testing.T) {
 	b.enqueue(t, plainUUID)
 	b.start(t)
 
-	ds, err := MeasureLatency(t.Context(), queue.NewStore(b.pool), ids, time.Millisecond)
+	ds, err := bench.MeasurePriorityLatency(t.Context(), queue.NewStore(b.pool), bench.NewDB(b.pool), ids, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +622,7 @@ func TestMeasureLatency(t *testing.T) {
 		}
 	}
 	checkQueued(t, b, procs, otherDay, plainUUID)
-	if _, err := MeasureLatency(t.Context(), queue.NewStore(b.pool), []string{"x"}, time.Millisecond); err != nil {
+	if _, err := bench.MeasurePriorityLatency(t.Context(), queue.NewStore(b.pool), bench.NewDB(b.pool), []string{"x"}, time.Millisecond); err != nil {
 		t.Errorf("a malformed request is dropped, so measured too: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -125,7 +124,7 @@ func (s *Store) FinishedJobs(ctx context.Context, limit int, after *FinishedJob)
 	}
 	rows, err := s.pool.Query(ctx, finishedJobsQuery, limit, afterID, afterCompleted)
 	if err != nil {
-		return nil, fmt.Errorf("read finished jobs: %w", interpret(err))
+		return nil, DBError(err, "read finished jobs")
 	}
 	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FinishedJob, error) {
 		var j FinishedJob
@@ -133,7 +132,7 @@ func (s *Store) FinishedJobs(ctx context.Context, limit int, after *FinishedJob)
 		return j, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read finished jobs: %w", interpret(err))
+		return nil, DBError(err, "read finished jobs")
 	}
 	return jobs, nil
 }
@@ -148,7 +147,7 @@ func (s *Store) DeleteFinishedJobs(ctx context.Context, uuids []string) (int64, 
 	}
 	var n int64
 	if err := s.pool.QueryRow(ctx, deleteFinishedJobsQuery, uuids).Scan(&n); err != nil {
-		return 0, fmt.Errorf("delete %d finished jobs: %w", len(uuids), interpret(err))
+		return 0, DBError(err, "delete %d finished jobs", len(uuids))
 	}
 	return n, nil
 }
@@ -175,7 +174,7 @@ func (s *Store) RecordCleanupFailures(ctx context.Context, failures []CleanupFai
 	}
 	rows, err := s.pool.Query(ctx, recordCleanupFailuresQuery, uuids, errs, interval(first), interval(max))
 	if err != nil {
-		return nil, fmt.Errorf("record %d cleanup failures: %w", len(uuids), interpret(err))
+		return nil, DBError(err, "record %d cleanup failures", len(uuids))
 	}
 	retries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CleanupRetry, error) {
 		var r CleanupRetry
@@ -185,7 +184,7 @@ func (s *Store) RecordCleanupFailures(ctx context.Context, failures []CleanupFai
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("record %d cleanup failures: %w", len(uuids), interpret(err))
+		return nil, DBError(err, "record %d cleanup failures", len(uuids))
 	}
 	return retries, nil
 }
@@ -195,7 +194,7 @@ func (s *Store) RecordCleanupFailures(ctx context.Context, failures []CleanupFai
 func (s *Store) PurgeCleanupFailures(ctx context.Context) (int64, error) {
 	tag, err := s.pool.Exec(ctx, purgeCleanupFailuresQuery)
 	if err != nil {
-		return 0, fmt.Errorf("purge cleanup failures: %w", interpret(err))
+		return 0, DBError(err, "purge cleanup failures")
 	}
 	return tag.RowsAffected(), nil
 }

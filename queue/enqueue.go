@@ -154,7 +154,7 @@ func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, che
 		if loads != nil {
 			*loads = Loads{} // the transaction failed: read again next time
 		}
-		return EnqueueResult{}, fmt.Errorf("enqueue %d ids: %w", len(ids), interpret(err))
+		return EnqueueResult{}, DBError(err, "enqueue %d ids", len(ids))
 	}
 
 	res := EnqueueResult{Queued: make([]Assignment, 0, len(inserted))}
@@ -182,7 +182,7 @@ func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, che
 func (s *Store) LiveProcessors(ctx context.Context, checkIn time.Duration) (int, error) {
 	var n int
 	if err := s.pool.QueryRow(ctx, liveProcessorCountQuery, interval(checkIn)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count live processors: %w", interpret(err))
+		return 0, DBError(err, "count live processors")
 	}
 	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -25,9 +26,9 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := addProcessors(t, pool, 15, 0)
+		procs := testfactory.Processors(t, pool, 15, 0)
 
-		res, err := store.Enqueue(t.Context(), crashIDs("a", 15), 0, checkIn)
+		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -40,10 +41,10 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("owners of the first 15 = %v, want each processor once, in id order: %v", owners, procs)
 		}
 
-		if _, err := store.Enqueue(t.Context(), crashIDs("b", 30), 0, checkIn); err != nil {
+		if _, err := store.Enqueue(t.Context(), testfactory.CrashIDs("b", 30), 0, checkIn); err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
-		loads := unfinishedLoads(t, pool)
+		loads := testfactory.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 3 {
 				t.Errorf("after 45 ids, processor %d has %d jobs, want 3 (loads %v)", p, loads[p], loads)
@@ -57,10 +58,10 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := addProcessors(t, pool, 2, 0)
+		procs := testfactory.Processors(t, pool, 2, 0)
 		// The table says both are idle; the snapshot says procs[0] has 3.
 		loads := queue.StaleLoads(map[int64]int64{procs[0]: 3, procs[1]: 0})
-		res, err := store.EnqueueWith(t.Context(), crashIDs("a", 3), 0, checkIn, loads)
+		res, err := store.EnqueueWith(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +71,7 @@ func TestEnqueue(t *testing.T) {
 			}
 		}
 		// Now 3 and 3 by the snapshot plus the batch: the next two split.
-		res, err = store.EnqueueWith(t.Context(), crashIDs("b", 2), 0, checkIn, loads)
+		res, err = store.EnqueueWith(t.Context(), testfactory.CrashIDs("b", 2), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +80,7 @@ func TestEnqueue(t *testing.T) {
 		}
 		// A zero Loads reads the table, as Enqueue does, and keeps it.
 		var fresh queue.Loads
-		res, err = store.EnqueueWith(t.Context(), crashIDs("c", 1), 0, checkIn, &fresh)
+		res, err = store.EnqueueWith(t.Context(), testfactory.CrashIDs("c", 1), 0, checkIn, &fresh)
 		if err != nil || res.Queued[0].Owner != procs[0] {
 			t.Errorf("with a fresh read = %+v, %v; want processor %d (1 job against 4)", res.Queued, err, procs[0])
 		}
@@ -88,9 +89,9 @@ func TestEnqueue(t *testing.T) {
 	t.Run("EqualLoadOneCall", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		procs := addProcessors(t, pool, 15, 0)
+		procs := testfactory.Processors(t, pool, 15, 0)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", 45), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 45), 0, checkIn)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -101,7 +102,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("id %d went to processor %d, want %d", i, a.Owner, want)
 			}
 		}
-		loads := unfinishedLoads(t, pool)
+		loads := testfactory.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 3 {
 				t.Errorf("processor %d has %d jobs, want 3", p, loads[p])
@@ -113,18 +114,18 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic15_UnbalancedStart", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		procs := addProcessors(t, pool, 5, time.Minute)
+		procs := testfactory.Processors(t, pool, 5, time.Minute)
 		for i, p := range procs {
 			// Started and unstarted unfinished jobs both count.
-			addJobs(t, pool, p, fmt.Sprintf("s%d", p), (i+1)/2, jobStarted)
-			addJobs(t, pool, p, fmt.Sprintf("q%d", p), i+1-(i+1)/2, jobQueued)
+			testfactory.Jobs(t, pool, p, fmt.Sprintf("s%d", p), (i+1)/2, testfactory.JobStarted)
+			testfactory.Jobs(t, pool, p, fmt.Sprintf("q%d", p), i+1-(i+1)/2, testfactory.JobQueued)
 		}
 		// Finished jobs are not load: without this rule processor 1 would
 		// get nothing.
-		addJobs(t, pool, procs[0], "ok", 10, jobSucceeded)
-		addJobs(t, pool, procs[0], "ko", 10, jobFailed)
+		testfactory.Jobs(t, pool, procs[0], "ok", 10, testfactory.JobSucceeded)
+		testfactory.Jobs(t, pool, procs[0], "ko", 10, testfactory.JobFailed)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", 15), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -137,7 +138,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("processor %d (load %d) got %d ids, want %d", p, i+1, got[p], want)
 			}
 		}
-		loads := unfinishedLoads(t, pool)
+		loads := testfactory.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 6 {
 				t.Errorf("processor %d ends with %d unfinished jobs, want 6", p, loads[p])
@@ -151,20 +152,20 @@ func TestEnqueue(t *testing.T) {
 			t.Run(fmt.Sprint(n), func(t *testing.T) {
 				t.Parallel()
 				pool := pgtest.Schema(t)
-				procs := addProcessors(t, pool, 7, 0)
+				procs := testfactory.Processors(t, pool, 7, 0)
 
-				res, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", n), 0, checkIn)
+				res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", n), 0, checkIn)
 				if err != nil {
 					t.Fatalf("Enqueue of %d ids: %v", n, err)
 				}
 				if len(res.Queued) != n || len(res.Existing) != 0 {
 					t.Errorf("%d queued, %d existing; want %d, 0", len(res.Queued), len(res.Existing), n)
 				}
-				if got := queryInt64(t, pool, `SELECT count(*) FROM jobs`); got != int64(n) {
+				if got := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); got != int64(n) {
 					t.Errorf("%d jobs rows, want %d", got, n)
 				}
-				loads := unfinishedLoads(t, pool)
-				if s := spread(loads, procs); s > 1 {
+				loads := testfactory.UnfinishedLoads(t, pool)
+				if s := testfactory.Spread(loads, procs); s > 1 {
 					t.Errorf("loads %v: max - min = %d, want <= 1", loads, s)
 				}
 			})
@@ -176,14 +177,14 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", 3), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue without processors: err = %v, want ErrNoLiveProcessor", err)
 		}
 		if len(res.Queued) != 0 || len(res.Existing) != 0 {
 			t.Errorf("Enqueue without processors = %+v, want empty", res)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("%d jobs inserted, want 0", n)
 		}
 	})
@@ -192,15 +193,15 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic13_OnlyStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		addProcessors(t, pool, 3, stale)
-		addProcessor(t, pool, 3*checkIn)
-		addProcessorLastSeen(t, pool, "NULL")
+		testfactory.Processors(t, pool, 3, stale)
+		testfactory.Processor(t, pool, 3*checkIn)
+		testfactory.ProcessorLastSeen(t, pool, "NULL")
 
-		_, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", 3), 0, checkIn)
+		_, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue with stale processors only: err = %v, want ErrNoLiveProcessor", err)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("%d jobs inserted, want 0", n)
 		}
 	})
@@ -209,11 +210,11 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic16_SomeStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		addProcessors(t, pool, 2, stale)
-		live := addProcessor(t, pool, 0)
-		addProcessors(t, pool, 2, stale)
+		testfactory.Processors(t, pool, 2, stale)
+		live := testfactory.Processor(t, pool, 0)
+		testfactory.Processors(t, pool, 2, stale)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), crashIDs("a", 4), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 4), 0, checkIn)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -222,7 +223,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("%s went to processor %d, want the live one, %d", a.ID, a.Owner, live)
 			}
 		}
-		if got := unfinishedLoads(t, pool); len(got) != 1 || got[live] != 4 {
+		if got := testfactory.UnfinishedLoads(t, pool); len(got) != 1 || got[live] != 4 {
 			t.Errorf("loads = %v, want only processor %d with 4", got, live)
 		}
 	})
@@ -232,8 +233,8 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := addProcessors(t, pool, 4, 0)
-		ids := crashIDs("a", 14)
+		procs := testfactory.Processors(t, pool, 4, 0)
+		ids := testfactory.CrashIDs("a", 14)
 		// Not sorted, to see that jobs.id follows the order given.
 		slices.Reverse(ids[4:10])
 
@@ -260,16 +261,16 @@ func TestEnqueue(t *testing.T) {
 		if !slices.Equal(gotIDs, ids) {
 			t.Errorf("Queued ids = %v, want %v", gotIDs, ids)
 		}
-		stored := countBy(t, pool, `SELECT owner, count(*) FROM jobs GROUP BY owner`)
+		stored := testfactory.CountBy(t, pool, `SELECT owner, count(*) FROM jobs GROUP BY owner`)
 		for _, p := range procs {
 			if returned[p] != stored[p] {
 				t.Errorf("processor %d: Enqueue assigned %d, jobs has %d", p, returned[p], stored[p])
 			}
 		}
-		if s := spread(stored, procs); s > 1 {
+		if s := testfactory.Spread(stored, procs); s > 1 {
 			t.Errorf("per-owner counts %v: max - min = %d, want <= 1", stored, s)
 		}
-		byID := names(t, pool, `SELECT lpad(id::text, 10, '0') || ' ' || uuid FROM jobs`)
+		byID := testfactory.SortedStrings(t, pool, `SELECT lpad(id::text, 10, '0') || ' ' || uuid FROM jobs`)
 		for i, s := range byID {
 			if want := ids[i]; s[11:] != want {
 				t.Errorf("job #%d by id is %s, want %s (the order given)", i, s[11:], want)
@@ -278,7 +279,7 @@ func TestEnqueue(t *testing.T) {
 
 		// Again, at another priority: the id comes back in Existing and its
 		// row does not change.
-		before := dbState(t, pool)
+		before := testfactory.DBState(t, pool)
 		res, err = store.Enqueue(t.Context(), []string{ids[3]}, 1, checkIn)
 		if err != nil {
 			t.Fatalf("Enqueue of a queued id: %v", err)
@@ -286,7 +287,7 @@ func TestEnqueue(t *testing.T) {
 		if len(res.Queued) != 0 || !slices.Equal(res.Existing, []string{ids[3]}) {
 			t.Errorf("Enqueue of a queued id = %+v, want it in Existing only", res)
 		}
-		if after := dbState(t, pool); after != before {
+		if after := testfactory.DBState(t, pool); after != before {
 			t.Errorf("Enqueue of a queued id changed the database:\nbefore %s\nafter  %s", before, after)
 		}
 
@@ -303,7 +304,7 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Duplicates", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		addProcessors(t, pool, 2, 0)
+		testfactory.Processors(t, pool, 2, 0)
 
 		res, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x", "y", "x", "z", "y"}, 0, checkIn)
 		if err != nil {
@@ -316,7 +317,7 @@ func TestEnqueue(t *testing.T) {
 		if !slices.Equal(got, []string{"x", "y", "z"}) || len(res.Existing) != 0 {
 			t.Errorf("Enqueue(x, y, x, z, y) = %+v, want x, y, z queued", res)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 3 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 3 {
 			t.Errorf("%d jobs, want 3", n)
 		}
 	})
@@ -324,7 +325,7 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Columns", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		addProcessor(t, pool, 0)
+		testfactory.Processor(t, pool, 0)
 
 		if _, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 7, checkIn); err != nil {
 			t.Fatalf("Enqueue: %v", err)
@@ -339,7 +340,7 @@ FROM jobs WHERE uuid = 'x'`).Scan(&ok)
 			t.Fatal(err)
 		}
 		if !ok {
-			t.Errorf("job row: %s", dbState(t, pool))
+			t.Errorf("job row: %s", testfactory.DBState(t, pool))
 		}
 	})
 
@@ -379,12 +380,12 @@ func TestLiveProcessors(t *testing.T) {
 		if n, err := store.LiveProcessors(t.Context(), checkIn); n != 0 || err != nil {
 			t.Errorf("LiveProcessors without processors = %d, %v; want 0, nil", n, err)
 		}
-		addProcessor(t, pool, 0)
-		addProcessor(t, pool, checkIn-time.Minute)
-		addProcessor(t, pool, checkIn+time.Minute)
-		addProcessor(t, pool, 3*checkIn)
-		addProcessorLastSeen(t, pool, "NULL")
-		addProcessorLastSeen(t, pool, "'1999-01-01'")
+		testfactory.Processor(t, pool, 0)
+		testfactory.Processor(t, pool, checkIn-time.Minute)
+		testfactory.Processor(t, pool, checkIn+time.Minute)
+		testfactory.Processor(t, pool, 3*checkIn)
+		testfactory.ProcessorLastSeen(t, pool, "NULL")
+		testfactory.ProcessorLastSeen(t, pool, "'1999-01-01'")
 		if n, err := store.LiveProcessors(t.Context(), checkIn); n != 2 || err != nil {
 			t.Errorf("LiveProcessors = %d, %v; want 2, nil", n, err)
 		}
@@ -413,12 +414,12 @@ func BenchmarkEnqueue(b *testing.B) {
 		b.Run(fmt.Sprintf("Backlog%d", backlog), func(b *testing.B) {
 			pool := pgtest.Schema(b)
 			store := queue.NewStore(pool)
-			procs := addProcessors(b, pool, 4, 0)
+			procs := testfactory.Processors(b, pool, 4, 0)
 			for i, p := range procs {
-				addJobs(b, pool, p, fmt.Sprintf("backlog%d", i), backlog/len(procs), jobQueued)
+				testfactory.Jobs(b, pool, p, fmt.Sprintf("backlog%d", i), backlog/len(procs), testfactory.JobQueued)
 			}
 			vacuumAnalyze(b, pool)
-			ids := crashIDs("bench", b.N*batch)
+			ids := testfactory.CrashIDs("bench", b.N*batch)
 
 			b.ResetTimer()
 			for i := range b.N {

@@ -6,16 +6,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// exec runs sql (one statement or several, without parameters when several)
-// and fails the test on error.
-func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
-	t.Helper()
-	if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
-		t.Fatalf("exec %q: %v", sql, err)
-	}
-}
+	"github.com/crashmonitor/monitor/internal/testfactory"
+)
 
 // execFile runs a file of testdata/classic.
 func execFile(t *testing.T, pool *pgxpool.Pool, name string) {
@@ -24,15 +17,5 @@ func execFile(t *testing.T, pool *pgxpool.Pool, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec(t, pool, string(sql))
-}
-
-// queryInt64 runs a query returning one integer.
-func queryInt64(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	return n
+	testfactory.Exec(t, pool, string(sql))
 }

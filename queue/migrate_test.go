@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -46,7 +47,7 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
 
-		tables := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
+		tables := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
 		want := []string{"jobs", "monitor_cleanup_failures", "monitor_schema_version", "priorityjobs", "processors"}
 		if !slices.Equal(tables, want) {
 			t.Errorf("tables = %v, want %v", tables, want)
@@ -60,7 +61,7 @@ func TestMigrate(t *testing.T) {
 
 		// Fresh tables get the contract's constraints: unique processor names,
 		// a plain owner foreign key, pathname defaulting to ''.
-		exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`)
+		testfactory.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`)
 		if _, err := pool.Exec(t.Context(),
 			`INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`); !isSQLState(err, "23505") {
 			t.Errorf("second processor named p: err = %v, want unique violation", err)
@@ -80,7 +81,7 @@ func TestMigrate(t *testing.T) {
 		if from != latest || to != latest {
 			t.Errorf("second Migrate = (%d, %d), want (%d, %d)", from, to, latest, latest)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
 			t.Errorf("monitor_schema_version has %d rows, want 1", n)
 		}
 	})
@@ -119,13 +120,13 @@ func TestMigrate(t *testing.T) {
 		if applied != 1 {
 			t.Errorf("%d calls report applying the migrations, want exactly 1", applied)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
 			t.Errorf("monitor_schema_version has %d rows, want 1", n)
 		}
 		if got := version(t, pool); got != int64(latest) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
-		tables := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
+		tables := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
 		if len(tables) != 5 {
 			t.Errorf("tables = %v, want 5", tables)
 		}
@@ -137,7 +138,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("TooNew", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
+		testfactory.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
 
 		_, _, err := queue.Migrate(t.Context(), pool)
 		if !errors.Is(err, queue.ErrSchemaTooNew) {
@@ -224,7 +225,7 @@ SELECT setval('jobs_id_seq', 9);`,
 			execFile(t, pool, "schema.sql")
 			execFile(t, pool, "rows.sql")
 			if tt.tweak != "" {
-				exec(t, pool, tt.tweak)
+				testfactory.Exec(t, pool, tt.tweak)
 			}
 			classicIndexes := jobsIndexes(t, pool)
 			before := snapshot(t, pool)
@@ -284,7 +285,7 @@ SELECT setval('jobs_id_seq', 9);`,
 		if _, _, err := queue.Migrate(t.Context(), pool); err != nil {
 			t.Fatalf("Migrate: %v", err)
 		}
-		front := names(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
+		front := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
 		// The monitor's own tables go to the creation schema.
 		if want := []string{"monitor_cleanup_failures", "monitor_schema_version"}; !slices.Equal(front, want) {
 			t.Errorf("tables created in %s = %v, want %v", frontSchema, front, want)
@@ -307,12 +308,12 @@ SELECT setval('jobs_id_seq', 9);`,
 		pool, _ := pgtest.EmptySchema(t)
 		execFile(t, pool, "schema.sql")
 		execFile(t, pool, "rows.sql")
-		exec(t, pool, `
+		testfactory.Exec(t, pool, `
 ALTER TABLE jobs DROP CONSTRAINT jobs_uuid_key;
 INSERT INTO jobs (id, pathname, uuid, owner) VALUES (9, '', '0bba61c5-dfc3-43e7-87e6-8afda3100501', 1);
 SELECT setval('jobs_id_seq', 9);`)
 		before := snapshot(t, pool)
-		fkBefore := names(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
+		fkBefore := testfactory.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
 
 		_, _, err := queue.Migrate(t.Context(), pool)
 		if err == nil || !strings.Contains(err.Error(), "duplicate values") {
@@ -324,7 +325,7 @@ SELECT setval('jobs_id_seq', 9);`)
 				t.Errorf("%s changed by a failed migration", k)
 			}
 		}
-		fkAfter := names(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
+		fkAfter := testfactory.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
 		if !slices.Equal(fkBefore, fkAfter) {
 			t.Errorf("constraints changed by a failed migration:\nbefore: %v\nafter:  %v", fkBefore, fkAfter)
 		}
@@ -368,7 +369,7 @@ WHERE attrelid IN ('processors'::regclass, 'jobs'::regclass, 'priorityjobs'::reg
 // against the contract.
 func assertClassicColumns(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	got := names(t, pool, `
+	got := testfactory.SortedStrings(t, pool, `
 SELECT attrelid::regclass::text || '.' || attname || ' ' || format_type(atttypid, atttypmod)
        || CASE WHEN attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
@@ -431,17 +432,17 @@ WHERE conrelid = 'jobs'::regclass AND contype = 'f'`)
 		t.Errorf("jobs has %d foreign keys, want 1", n)
 	}
 
-	exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('fk-owner', localtimestamp)`)
-	exec(t, pool, `INSERT INTO jobs (uuid, owner) SELECT 'fk-job', id FROM processors WHERE name = 'fk-owner'`)
+	testfactory.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('fk-owner', localtimestamp)`)
+	testfactory.Exec(t, pool, `INSERT INTO jobs (uuid, owner) SELECT 'fk-job', id FROM processors WHERE name = 'fk-owner'`)
 	_, err = pool.Exec(t.Context(), `DELETE FROM processors WHERE name = 'fk-owner'`)
 	if !isSQLState(err, "23503") {
 		t.Errorf("deleting a processor that owns a job: err = %v, want foreign key violation", err)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'fk-job'`); n != 1 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'fk-job'`); n != 1 {
 		t.Errorf("job of a deleted processor: %d rows, want 1", n)
 	}
-	exec(t, pool, `DELETE FROM jobs WHERE uuid = 'fk-job'`)
-	exec(t, pool, `DELETE FROM processors WHERE name = 'fk-owner'`)
+	testfactory.Exec(t, pool, `DELETE FROM jobs WHERE uuid = 'fk-job'`)
+	testfactory.Exec(t, pool, `DELETE FROM processors WHERE name = 'fk-owner'`)
 }
 
 // assertEnqueue checks the enqueue statement's shape works: ON CONFLICT (uuid)
@@ -467,42 +468,20 @@ ON CONFLICT (uuid) DO NOTHING`
 	if tag.RowsAffected() != 0 {
 		t.Errorf("enqueue of 2 queued ids inserted %d rows, want 0", tag.RowsAffected())
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = ANY($1) AND pathname = ''`, ids); n != 2 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = ANY($1) AND pathname = ''`, ids); n != 2 {
 		t.Errorf("%d enqueued rows with pathname '', want 2", n)
 	}
-	exec(t, pool, `DELETE FROM jobs WHERE uuid = ANY($1)`, ids)
+	testfactory.Exec(t, pool, `DELETE FROM jobs WHERE uuid = ANY($1)`, ids)
 }
 
 func version(t *testing.T, pool *pgxpool.Pool) int64 {
 	t.Helper()
-	return queryInt64(t, pool, `SELECT version FROM monitor_schema_version`)
+	return testfactory.Int64(t, pool, `SELECT version FROM monitor_schema_version`)
 }
 
 func jobsIndexes(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	return names(t, pool, `SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'jobs'::regclass`)
-}
-
-// names runs a query returning one text column and returns it sorted.
-func names(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) []string {
-	t.Helper()
-	rows, err := pool.Query(t.Context(), sql, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
+	return testfactory.SortedStrings(t, pool, `SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'jobs'::regclass`)
 }
 
 func isSQLState(err error, code string) bool {

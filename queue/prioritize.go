@@ -177,7 +177,7 @@ DELETE FROM priorityjobs WHERE uuid = ANY($1::text[])`
 func (s *Store) PriorityRequests(ctx context.Context, after string, limit int) ([]PriorityRequest, error) {
 	rows, err := s.pool.Query(ctx, readPriorityRequestsQuery, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read priority requests: %w", interpret(err))
+		return nil, DBError(err, "read priority requests")
 	}
 	var r PriorityRequest
 	var out []PriorityRequest
@@ -186,7 +186,7 @@ func (s *Store) PriorityRequests(ctx context.Context, after string, limit int) (
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read priority requests: %w", interpret(err))
+		return nil, DBError(err, "read priority requests")
 	}
 	return out, nil
 }
@@ -232,7 +232,7 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("resolve %d priority requests: %w", len(ids)+len(drop), interpret(err))
+		return nil, DBError(err, "resolve %d priority requests", len(ids)+len(drop))
 	}
 	return out, nil
 }
@@ -384,7 +384,7 @@ func (r *resolver) priorityTables(ids []int64) (map[int64]bool, error) {
 	}
 	names := make([]string, len(ids))
 	for i, id := range ids {
-		names[i] = priorityTable(id)
+		names[i] = PriorityTable(id)
 	}
 	rows, err := r.tx.Query(r.ctx, priorityTablesQuery, ids, names)
 	if err != nil {
@@ -532,7 +532,7 @@ func (r *resolver) tell(owners []int64, byOwner map[int64][]string) (stmtErr, er
 	var b pgx.Batch
 	b.Queue("SAVEPOINT tell_owners")
 	for _, owner := range owners {
-		b.Queue(fmt.Sprintf(tellOwnerQuery, priorityTable(owner)), byOwner[owner])
+		b.Queue(fmt.Sprintf(tellOwnerQuery, PriorityTable(owner)), byOwner[owner])
 	}
 	b.Queue("RELEASE SAVEPOINT tell_owners")
 	err = r.tx.SendBatch(r.ctx, &b).Close()
@@ -543,18 +543,5 @@ func (r *resolver) tell(owners []int64, byOwner map[int64][]string) (stmtErr, er
 	if _, rerr := r.tx.Exec(r.ctx, "ROLLBACK TO SAVEPOINT tell_owners"); rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
-	return fmt.Errorf("tell processors %v: %w", owners, interpret(err)), nil
-}
-
-const countPriorityRequestsQuery = `
-SELECT count(*) FROM priorityjobs WHERE uuid = ANY($1::text[])`
-
-// PendingPriority returns how many of ids are still requested: in
-// priorityjobs, neither resolved nor dropped yet.
-func (s *Store) PendingPriority(ctx context.Context, ids []string) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, countPriorityRequestsQuery, ids).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count priority requests: %w", interpret(err))
-	}
-	return n, nil
+	return DBError(err, "tell processors %v", owners), nil
 }

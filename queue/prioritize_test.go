@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -40,7 +41,7 @@ func byID(outs []queue.PriorityOutcome) map[string]queue.PriorityOutcome {
 // requests returns the ids in priorityjobs, sorted.
 func requests(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	return names(t, pool, `SELECT uuid FROM priorityjobs`)
+	return testfactory.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`)
 }
 
 // request inserts ids into priorityjobs as the reporter does.
@@ -54,7 +55,7 @@ func request(t *testing.T, pool *pgxpool.Pool, ids ...string) {
 // pending returns the ids in priority_jobs_<id>, sorted.
 func pending(t *testing.T, pool *pgxpool.Pool, id int64) []string {
 	t.Helper()
-	return names(t, pool, fmt.Sprintf(`SELECT uuid FROM priority_jobs_%d`, id))
+	return testfactory.SortedStrings(t, pool, fmt.Sprintf(`SELECT uuid FROM priority_jobs_%d`, id))
 }
 
 // jobRow is the part of a jobs row priority resolution changes.
@@ -88,8 +89,8 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 		t.Fatalf("PriorityRequests on an empty table = %v, %v; want none", got, err)
 	}
 
-	ids := crashIDs("req", 10)
-	addProcessor(t, pool, 0)
+	ids := testfactory.CrashIDs("req", 10)
+	testfactory.Processor(t, pool, 0)
 	if _, err := store.Enqueue(t.Context(), ids[:3], 0, priorityCheckIn); err != nil {
 		t.Fatal(err)
 	}
@@ -139,11 +140,11 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 func TestClassic25_FoundQueuedWithPriority(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	procs := addProcessors(t, pool, 4, 0)
+	procs := testfactory.Processors(t, pool, 4, 0)
 	for _, p := range procs {
-		createPriorityTable(t, pool, p)
+		testfactory.PriorityTable(t, pool, p)
 	}
-	ids := crashIDs("found", 10)
+	ids := testfactory.CrashIDs("found", 10)
 	request(t, pool, ids[:5]...)
 
 	outs := resolve(t, pool, queue.PriorityBatch{Found: ids})
@@ -180,12 +181,12 @@ func TestClassic25_FoundQueuedWithPriority(t *testing.T) {
 func TestClassic27_AlreadyQueued(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	procs := addProcessors(t, pool, 5, 0)
+	procs := testfactory.Processors(t, pool, 5, 0)
 	for _, p := range procs {
-		createPriorityTable(t, pool, p)
+		testfactory.PriorityTable(t, pool, p)
 	}
 	store := queue.NewStore(pool)
-	ids := crashIDs("classic27", 12)
+	ids := testfactory.CrashIDs("classic27", 12)
 	var queued, requested, nowhere []string
 	for i, id := range ids {
 		switch i % 3 {
@@ -241,9 +242,9 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("AlreadyPendingInOwnersTable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := addProcessor(t, pool, 0)
-		addJobs(t, pool, p, "pend", 1, jobQueued)
-		createPriorityTable(t, pool, p, "pend-1")
+		p := testfactory.Processor(t, pool, 0)
+		testfactory.Jobs(t, pool, p, "pend", 1, testfactory.JobQueued)
+		testfactory.PriorityTable(t, pool, p, "pend-1")
 		request(t, pool, "pend-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Queued: []string{"pend-1"}})[0]
@@ -261,16 +262,16 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("DeadOwnerMoved", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		dead := addProcessor(t, pool, time.Hour)
-		createPriorityTable(t, pool, dead)
-		busy := addProcessor(t, pool, 0)
-		idle := addProcessor(t, pool, 0)
+		dead := testfactory.Processor(t, pool, time.Hour)
+		testfactory.PriorityTable(t, pool, dead)
+		busy := testfactory.Processor(t, pool, 0)
+		idle := testfactory.Processor(t, pool, 0)
 		for _, p := range []int64{busy, idle} {
-			createPriorityTable(t, pool, p)
+			testfactory.PriorityTable(t, pool, p)
 		}
-		addJobs(t, pool, busy, "load", 3, jobQueued)
-		addJobs(t, pool, dead, "dead", 2, jobStarted)
-		exec(t, pool, `INSERT INTO jobs (uuid, owner, priority, queueddatetime) VALUES ('orphan-1', NULL, 0, localtimestamp)`)
+		testfactory.Jobs(t, pool, busy, "load", 3, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, dead, "dead", 2, testfactory.JobStarted)
+		testfactory.Exec(t, pool, `INSERT INTO jobs (uuid, owner, priority, queueddatetime) VALUES ('orphan-1', NULL, 0, localtimestamp)`)
 		ids := []string{"dead-1", "orphan-1"}
 		request(t, pool, ids...)
 
@@ -298,10 +299,10 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("Finished", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := addProcessor(t, pool, 0)
-		createPriorityTable(t, pool, p)
-		addJobs(t, pool, p, "ok", 1, jobSucceeded)
-		addJobs(t, pool, p, "bad", 1, jobFailed)
+		p := testfactory.Processor(t, pool, 0)
+		testfactory.PriorityTable(t, pool, p)
+		testfactory.Jobs(t, pool, p, "ok", 1, testfactory.JobSucceeded)
+		testfactory.Jobs(t, pool, p, "bad", 1, testfactory.JobFailed)
 		ids := []string{"bad-1", "ok-1", "gone-1"} // gone-1: cleaned up since it was read
 		request(t, pool, ids...)
 		before := job(t, pool, "ok-1")
@@ -326,16 +327,16 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("FoundButAlreadyQueued", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := addProcessor(t, pool, 0)
-		createPriorityTable(t, pool, p)
-		addJobs(t, pool, p, "scan", 1, jobQueued) // the scanner got there first
+		p := testfactory.Processor(t, pool, 0)
+		testfactory.PriorityTable(t, pool, p)
+		testfactory.Jobs(t, pool, p, "scan", 1, testfactory.JobQueued) // the scanner got there first
 		request(t, pool, "scan-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"scan-1"}})[0]
 		if o.Status != queue.PriorityRaised || !o.Told || o.Owner != p {
 			t.Errorf("outcome %+v, want raised and told", o)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
 			t.Errorf("%d jobs, want 1", n)
 		}
 	})
@@ -343,12 +344,12 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("NoLiveProcessor", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		dead := addProcessor(t, pool, time.Hour)
-		stale := addProcessor(t, pool, 7*time.Minute) // not live, not dead: keeps its jobs
-		createPriorityTable(t, pool, dead)
-		createPriorityTable(t, pool, stale)
-		addJobs(t, pool, dead, "dead", 1, jobQueued)
-		addJobs(t, pool, stale, "stale", 1, jobQueued)
+		dead := testfactory.Processor(t, pool, time.Hour)
+		stale := testfactory.Processor(t, pool, 7*time.Minute) // not live, not dead: keeps its jobs
+		testfactory.PriorityTable(t, pool, dead)
+		testfactory.PriorityTable(t, pool, stale)
+		testfactory.Jobs(t, pool, dead, "dead", 1, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, stale, "stale", 1, testfactory.JobQueued)
 		request(t, pool, "dead-1", "stale-1", "disk-1")
 		b := queue.PriorityBatch{Queued: []string{"dead-1", "stale-1"}, Found: []string{"disk-1"}}
 
@@ -364,13 +365,13 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); !slices.Equal(r, []string{"dead-1", "disk-1"}) {
 			t.Errorf("requests = %v, want the two waiting ones kept", r)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'disk-1'`); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'disk-1'`); n != 0 {
 			t.Errorf("disk-1 queued with no live processor")
 		}
 
 		// A processor checks in: the same requests resolve.
-		live := addProcessor(t, pool, 0)
-		createPriorityTable(t, pool, live)
+		live := testfactory.Processor(t, pool, 0)
+		testfactory.PriorityTable(t, pool, live)
 		b.Queued = []string{"dead-1"}
 		outs = byID(resolve(t, pool, b))
 		if o := outs["dead-1"]; o.Status != queue.PriorityMoved || o.Owner != live || !o.Told {
@@ -387,8 +388,8 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("OwnerWithoutTable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := addProcessor(t, pool, 0) // registered, table not created yet
-		addJobs(t, pool, p, "q", 1, jobQueued)
+		p := testfactory.Processor(t, pool, 0) // registered, table not created yet
+		testfactory.Jobs(t, pool, p, "q", 1, testfactory.JobQueued)
 		request(t, pool, "q-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Queued: []string{"q-1"}})[0]
@@ -401,7 +402,7 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); len(r) != 1 {
 			t.Errorf("requests = %v, want it kept until the owner can be told", r)
 		}
-		createPriorityTable(t, pool, p)
+		testfactory.PriorityTable(t, pool, p)
 		o = resolve(t, pool, queue.PriorityBatch{Queued: []string{"q-1"}})[0]
 		if !o.Told || !o.Resolved() {
 			t.Errorf("once the table exists: %+v, want told", o)
@@ -411,10 +412,10 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("NewOwnerHasATable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		bare := addProcessor(t, pool, 0) // least loaded, but cannot be told
-		ready := addProcessor(t, pool, 0)
-		createPriorityTable(t, pool, ready)
-		addJobs(t, pool, ready, "load", 5, jobQueued)
+		bare := testfactory.Processor(t, pool, 0) // least loaded, but cannot be told
+		ready := testfactory.Processor(t, pool, 0)
+		testfactory.PriorityTable(t, pool, ready)
+		testfactory.Jobs(t, pool, ready, "load", 5, testfactory.JobQueued)
 		request(t, pool, "disk-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"disk-1"}})[0]
@@ -426,12 +427,12 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("BrokenTableHoldsBackItsOwnOnly", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		broken := addProcessor(t, pool, 0)
-		good := addProcessor(t, pool, 0)
-		exec(t, pool, fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) PRIMARY KEY CHECK (false))`, broken))
-		createPriorityTable(t, pool, good)
-		addJobs(t, pool, broken, "b", 1, jobQueued)
-		addJobs(t, pool, good, "g", 1, jobQueued)
+		broken := testfactory.Processor(t, pool, 0)
+		good := testfactory.Processor(t, pool, 0)
+		testfactory.Exec(t, pool, fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) PRIMARY KEY CHECK (false))`, broken))
+		testfactory.PriorityTable(t, pool, good)
+		testfactory.Jobs(t, pool, broken, "b", 1, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, good, "g", 1, testfactory.JobQueued)
 		request(t, pool, "b-1", "g-1", "junk")
 
 		outs := byID(resolve(t, pool, queue.PriorityBatch{Queued: []string{"b-1", "g-1"}, Drop: []string{"junk"}}))
@@ -468,7 +469,7 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); !slices.Equal(r, []string{"keep-me"}) {
 			t.Errorf("requests = %v, want keep-me only", r)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("jobs appeared: %d", n)
 		}
 	})
@@ -502,8 +503,8 @@ func TestResolvePriority(t *testing.T) {
 func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	p := addProcessor(t, pool, 0)
-	createPriorityTable(t, pool, p)
+	p := testfactory.Processor(t, pool, 0)
+	testfactory.PriorityTable(t, pool, p)
 	request(t, pool, "race-1")
 
 	// Another session inserts the job and holds its transaction open.
@@ -543,7 +544,7 @@ func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 	if o.Status != queue.PriorityRaised || !o.Told {
 		t.Errorf("next pass: %+v, want raised and told", o)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
 		t.Errorf("%d jobs, want 1", n)
 	}
 }
@@ -594,7 +595,7 @@ func TestListenPriority(t *testing.T) {
 		t.Fatalf("Wait after an insert: %v", err)
 	}
 
-	exec(t, pool, `SELECT pg_terminate_backend($1)`, lis.PID())
+	testfactory.Exec(t, pool, `SELECT pg_terminate_backend($1)`, lis.PID())
 	for {
 		err := lis.Wait(ctx) // notifications that came before the kill first
 		if err == nil {

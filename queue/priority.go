@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 )
 
 const requestPriorityQuery = `
@@ -21,7 +20,7 @@ func (s *Store) RequestPriority(ctx context.Context, ids []string) (int64, error
 	}
 	tag, err := s.pool.Exec(ctx, requestPriorityQuery, ids)
 	if err != nil {
-		return 0, fmt.Errorf("request priority: %w", interpret(err))
+		return 0, DBError(err, "request priority")
 	}
 	return tag.RowsAffected(), nil
 }

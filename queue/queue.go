@@ -36,12 +36,20 @@ func NewStore(pool *pgxpool.Pool) *Store {
 // sqlstateUndefinedTable is PostgreSQL's undefined_table error code.
 const sqlstateUndefinedTable = "42P01"
 
-// interpret translates the driver errors callers can act on into queue's
-// sentinels, keeping the driver error in the chain.
-func interpret(err error) error {
+// DBError wraps err, which the database returned for the operation that
+// format and args describe ("enqueue 2000 ids"), the one time it is
+// wrapped: the operation, then the sentinel callers act on when there is one
+// (a missing table wraps ErrSchemaMissing and says to run `monitor
+// migrate`), then the driver's error. It returns nil for a nil err, so a
+// method can end with return DBError(err, ...).
+func DBError(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	op := fmt.Sprintf(format, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable {
-		return fmt.Errorf("%w (run `monitor migrate`): %w", ErrSchemaMissing, err)
+		return fmt.Errorf("%s: %w (run `monitor migrate`): %w", op, ErrSchemaMissing, err)
 	}
-	return err
+	return fmt.Errorf("%s: %w", op, err)
 }

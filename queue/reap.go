@@ -101,7 +101,7 @@ RETURNING id`
 func (s *Store) ReapDeadProcessors(ctx context.Context, checkIn time.Duration) (ReapResult, error) {
 	res, err := s.reap(ctx, checkIn)
 	if err != nil {
-		return ReapResult{}, fmt.Errorf("reap dead processors: %w", interpret(err))
+		return ReapResult{}, DBError(err, "reap dead processors")
 	}
 	return res, nil
 }
@@ -129,7 +129,7 @@ func (s *Store) reap(ctx context.Context, checkIn time.Duration) (ReapResult, er
 
 	names := make([]string, len(dead))
 	for i, id := range dead {
-		names[i] = priorityTable(id)
+		names[i] = PriorityTable(id)
 	}
 	var b pgx.Batch
 	b.Queue(liveProcessorsQuery, interval(checkIn))
@@ -220,7 +220,7 @@ func readMoveAndDelete(br pgx.BatchResults) (moved int64, deleted []int64, err e
 func requeuePriority(ctx context.Context, tx pgx.Tx, ids []int64) (int64, error) {
 	var sql strings.Builder
 	for _, id := range ids {
-		t := priorityTable(id)
+		t := PriorityTable(id)
 		fmt.Fprintf(&sql, "INSERT INTO priorityjobs (uuid) SELECT uuid FROM %s ON CONFLICT DO NOTHING;\n", t)
 		fmt.Fprintf(&sql, "DROP TABLE %s;\n", t)
 	}
@@ -237,8 +237,9 @@ func requeuePriority(ctx context.Context, tx pgx.Tx, ids []int64) (int64, error)
 	return n, nil
 }
 
-// priorityTable returns the quoted name of the priority_jobs_<id> table of
-// processor id. It is built from the integer alone.
-func priorityTable(id int64) string {
+// PriorityTable returns the quoted name of the priority_jobs_<id> table of
+// processor id, in which the monitor tells the processor which of its jobs
+// to take first. It is built from the integer alone.
+func PriorityTable(id int64) string {
 	return pgx.Identifier{fmt.Sprintf("priority_jobs_%d", id)}.Sanitize()
 }

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -104,10 +103,10 @@ func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, erro
 	br := s.pool.SendBatch(ctx, &b)
 	if err := readStatus(br, &st); err != nil {
 		_ = br.Close()
-		return Status{}, fmt.Errorf("read status: %w", interpret(err))
+		return Status{}, DBError(err, "read status")
 	}
 	if err := br.Close(); err != nil {
-		return Status{}, fmt.Errorf("read status: %w", interpret(err))
+		return Status{}, DBError(err, "read status")
 	}
 	return st, nil
 }

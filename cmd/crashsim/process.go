@@ -16,7 +16,6 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/procsim"
-	"github.com/crashmonitor/monitor/queue"
 )
 
 // cmdProcess runs one simulated processor until SIGTERM or SIGINT (a clean
@@ -110,7 +109,7 @@ func cmdProcess(ctx context.Context, args []string, stderr io.Writer) error {
 	if deferred != "" {
 		simCfg.Deferred = crashstore.New(deferred, opts)
 	}
-	p := procsim.New(simCfg, queue.NewProcessorSession(pool), logger)
+	p := procsim.New(simCfg, procsim.NewSession(pool), logger)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -16,7 +16,6 @@ import (
 	"github.com/crashmonitor/monitor/internal/crashgen"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
-	"github.com/crashmonitor/monitor/queue"
 )
 
 // TestLifeCycle runs a whole life cycle through `monitor run` with two
@@ -64,7 +63,7 @@ func TestLifeCycle(t *testing.T) {
 			Name: "sim-" + string(rune('a'+i)), CheckIn: 2 * time.Second, WorkTime: 5 * time.Millisecond,
 			FailRatio: failRatio, Seed: seed, Concurrency: 4, Idle: 50 * time.Millisecond,
 			Standard: standard, Deferred: deferredTree,
-		}, queue.NewProcessorSession(pool), slog.New(slog.DiscardHandler))
+		}, procsim.NewSession(pool), slog.New(slog.DiscardHandler))
 		wg.Go(func() {
 			if err := procs[i].Run(ctx); err != nil && !errors.Is(err, procsim.ErrCrashed) {
 				t.Errorf("processor %d: %v", i, err)

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/priority"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -200,7 +200,7 @@ func TestMeasurePriorityLatency(t *testing.T) {
 	for i := range n / 2 {
 		ids = append(ids, deferred[i], queued[i])
 	}
-	ds, err := priority.MeasureLatency(t.Context(), queue.NewStore(f.pool), ids, 500*time.Microsecond)
+	ds, err := bench.MeasurePriorityLatency(t.Context(), queue.NewStore(f.pool), bench.NewDB(f.pool), ids, 500*time.Microsecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,14 +214,14 @@ func TestMeasurePriorityLatency(t *testing.T) {
 	}
 	report := func(name string, ds []time.Duration) {
 		t.Logf("%-28s n=%d p50=%v p99=%v max=%v", name, len(ds),
-			priority.Percentile(ds, 50).Round(10*time.Microsecond),
-			priority.Percentile(ds, 99).Round(10*time.Microsecond),
+			bench.Percentile(ds, 50).Round(10*time.Microsecond),
+			bench.Percentile(ds, 99).Round(10*time.Microsecond),
 			slices.Max(ds).Round(10*time.Microsecond))
 	}
 	report("all requests", ds)
 	report("deferred tree (queued)", onDisk)
 	report("already queued (raised)", inQueue)
-	if p99 := priority.Percentile(ds, 99); p99 > 100*time.Millisecond {
+	if p99 := bench.Percentile(ds, 99); p99 > 100*time.Millisecond {
 		t.Errorf("p99 = %v, want at most 100ms", p99)
 	}
 	for _, id := range ids {

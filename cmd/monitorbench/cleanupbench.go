@@ -10,7 +10,7 @@ import (
 	"github.com/crashmonitor/monitor/cleanup"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/crashgen"
-	"github.com/crashmonitor/monitor/queue"
+	"github.com/crashmonitor/monitor/internal/procsim"
 	"github.com/crashmonitor/monitor/scanner"
 )
 
@@ -122,7 +122,7 @@ func (h *harness) cleanupScenario(ctx context.Context, n int) error {
 
 // processAll claims and finishes every job of the processor p, failing one
 // crash in failOneIn. It returns the number finished.
-func processAll(ctx context.Context, p *queue.ProcessorSession) (int, error) {
+func processAll(ctx context.Context, p *procsim.Session) (int, error) {
 	finished := 0
 	for {
 		c, err := p.ClaimJobs(ctx, claimBatch)
@@ -132,11 +132,11 @@ func processAll(ctx context.Context, p *queue.ProcessorSession) (int, error) {
 		if len(c.Jobs) == 0 {
 			return finished, nil
 		}
-		results := make([]queue.JobResult, len(c.Jobs))
+		results := make([]procsim.JobResult, len(c.Jobs))
 		for i, j := range c.Jobs {
-			results[i] = queue.JobResult{ID: j.ID, Success: true}
+			results[i] = procsim.JobResult{ID: j.ID, Success: true}
 			if fails(j.UUID) {
-				results[i] = queue.JobResult{ID: j.ID, Message: "monitorbench: simulated failure"}
+				results[i] = procsim.JobResult{ID: j.ID, Message: "monitorbench: simulated failure"}
 			}
 		}
 		done, err := p.FinishJobs(ctx, results)
@@ -192,9 +192,9 @@ func (h *harness) deadMoveScenario(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	var results []queue.JobResult
+	var results []procsim.JobResult
 	for _, j := range c.Jobs[:len(c.Jobs)/2] {
-		results = append(results, queue.JobResult{ID: j.ID, Success: !fails(j.UUID)})
+		results = append(results, procsim.JobResult{ID: j.ID, Success: !fails(j.UUID)})
 	}
 	if _, err := dead[0].FinishJobs(ctx, results); err != nil {
 		return err

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
-	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/crashgen"
-	"github.com/crashmonitor/monitor/queue"
 )
 
 // Polling of the drain's progress.
@@ -184,7 +181,7 @@ func (h *harness) classicScenario(ctx context.Context, n int) error {
 
 	h.step("classic: the classic standard loop on %s pairs", formatInt(int64(n)))
 	began := time.Now()
-	queued, err := classicPass(ctx, store, db.bench)
+	queued, err := bench.ClassicPass(ctx, store, db.bench, checkIn)
 	if err != nil {
 		return err
 	}
@@ -199,72 +196,4 @@ func (h *harness) classicScenario(ctx context.Context, n int) error {
 	f.Note = "re-implemented here: links removed, then one INSERT + COMMIT per crash; " + formatDuration(took)
 	h.figures[figClassic] = f
 	return nil
-}
-
-// classicPass is one pass of the classic standard loop over store's inbox
-// (its dead-processor sweep left out: there are no dead processors). It
-// returns the number of crashes queued.
-func classicPass(ctx context.Context, store *crashstore.Store, jobs *queue.Bench) (int, error) {
-	var sched classicScheduler
-	queued := 0
-	err := store.Walk(ctx, func(e crashstore.Entry) error {
-		// destructiveDateWalk: both files must be regular files (no
-		// settling: the classic monitor did not wait).
-		complete, err := store.Complete(e, 0)
-		if err != nil || !complete {
-			return err
-		}
-		// The links go before the crash is queued (the classic order, which
-		// loses the crash if the insert fails).
-		if err := store.RemoveLinks(e); err != nil {
-			return err
-		}
-		owner, err := sched.next(ctx, jobs)
-		if err != nil {
-			return err
-		}
-		if err := jobs.ClassicQueueJob(ctx, e.ID, owner, time.Now()); err != nil {
-			return err
-		}
-		queued++
-		return nil
-	})
-	if err != nil {
-		return queued, err
-	}
-	// The classic walk removed the emptied date directories as it went.
-	_, err = store.PruneDateDirs(ctx)
-	return queued, err
-}
-
-// classicScheduler is the classic balanced scheduler (jobSchedulerIter,
-// socorro-classic 3.5): one snapshot of every processor's unfinished jobs,
-// taken at the first crash of a pass; then, for each crash, a stable sort by
-// count, the first processor taken and its count incremented. Ties keep the
-// snapshot's row order.
-type classicScheduler struct {
-	loads []queue.ClassicLoad
-	taken bool
-}
-
-// loadsSource is what the scheduler needs of queue.Bench.
-type loadsSource interface {
-	ClassicLoads(ctx context.Context, checkIn time.Duration) ([]queue.ClassicLoad, error)
-}
-
-// next returns the owner of the next crash.
-func (s *classicScheduler) next(ctx context.Context, src loadsSource) (int64, error) {
-	if !s.taken {
-		loads, err := src.ClassicLoads(ctx, checkIn)
-		if err != nil {
-			return 0, err
-		}
-		if len(loads) == 0 {
-			return 0, errors.New("classic scheduler: no processors registered")
-		}
-		s.loads, s.taken = loads, true
-	}
-	slices.SortStableFunc(s.loads, func(a, b queue.ClassicLoad) int { return cmp.Compare(a.Count, b.Count) })
-	s.loads[0].Count++
-	return s.loads[0].ID, nil
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/crashgen"
+	"github.com/crashmonitor/monitor/internal/dbschema"
+	"github.com/crashmonitor/monitor/internal/procsim"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -256,24 +256,21 @@ type scenarioDB struct {
 	url    string // MONITOR_TEST_DATABASE_URL with the schema as search_path
 	pool   *pgxpool.Pool
 	jobs   *queue.Store
-	bench  *queue.Bench
+	bench  *bench.DB
 }
 
 // newDB creates and migrates a schema of the scenario's own.
 func (h *harness) newDB(ctx context.Context) (*scenarioDB, error) {
-	schema := "bench_" + strings.ToLower(rand.Text()[:12])
-	if err := queue.CreateSchema(ctx, h.admin, schema); err != nil {
+	schema := dbschema.NewName("bench")
+	if err := dbschema.Create(ctx, h.admin, schema); err != nil {
 		return nil, err
 	}
 	db := &scenarioDB{h: h, schema: schema}
-	quoted := pgx.Identifier{schema}.Sanitize()
-	cfg, err := pgxpool.ParseConfig(h.dbURL)
+	cfg, err := dbschema.PoolConfig(h.dbURL, schema)
 	if err != nil {
 		return nil, errors.Join(err, db.drop())
 	}
 	cfg.MaxConns = maxConns
-	// A startup parameter, which tern's RESET ALL keeps.
-	cfg.ConnConfig.RuntimeParams["search_path"] = quoted
 	db.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("connect: %w", err), db.drop())
@@ -281,16 +278,11 @@ func (h *harness) newDB(ctx context.Context) (*scenarioDB, error) {
 	if _, _, err := queue.Migrate(ctx, db.pool); err != nil {
 		return nil, errors.Join(err, db.close())
 	}
-	u, err := url.Parse(h.dbURL)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("MONITOR_TEST_DATABASE_URL: %w", err), db.close())
+	if db.url, err = dbschema.URL(h.dbURL, schema); err != nil {
+		return nil, errors.Join(err, db.close())
 	}
-	q := u.Query()
-	q.Set("search_path", quoted)
-	u.RawQuery = q.Encode()
-	db.url = u.String()
 	db.jobs = queue.NewStore(db.pool)
-	db.bench = queue.NewBench(db.pool)
+	db.bench = bench.NewDB(db.pool)
 	return db, nil
 }
 
@@ -305,17 +297,17 @@ func (db *scenarioDB) close() error {
 func (db *scenarioDB) drop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
-	return queue.DropSchema(ctx, db.h.admin, db.schema)
+	return dbschema.Drop(ctx, db.h.admin, db.schema)
 }
 
 // register registers n processors as a processor does (processors row with
 // lastseendatetime = now(), priority_jobs_<id> table); with checkIn an hour
 // they stay live through the scenario.
-func (db *scenarioDB) register(ctx context.Context, prefix string, n int) ([]*queue.ProcessorSession, []int64, error) {
-	var sessions []*queue.ProcessorSession
+func (db *scenarioDB) register(ctx context.Context, prefix string, n int) ([]*procsim.Session, []int64, error) {
+	var sessions []*procsim.Session
 	var ids []int64
 	for i := range n {
-		p := queue.NewProcessorSession(db.pool)
+		p := procsim.NewSession(db.pool)
 		id, err := p.Register(ctx, fmt.Sprintf("%s%d", prefix, i+1))
 		if err != nil {
 			return nil, nil, err

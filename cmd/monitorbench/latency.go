@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/crashgen"
-	"github.com/crashmonitor/monitor/priority"
 )
 
 // Pacing and polling of the latency scenarios.
@@ -225,7 +225,7 @@ func (h *harness) priorityScenario(ctx context.Context, n int) error {
 		}
 	}
 	h.step("priority: %d requests, one at a time", n)
-	ds, err := priority.MeasureLatency(ctx, db.jobs, ids, priorityPoll)
+	ds, err := bench.MeasurePriorityLatency(ctx, db.jobs, db.bench, ids, priorityPoll)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crashmonitor/monitor/priority"
+	"github.com/crashmonitor/monitor/internal/bench"
 )
 
 // Verdict says how a figure compares with its target.
@@ -194,9 +194,9 @@ type latency struct {
 func summarize(ds []time.Duration) latency {
 	return latency{
 		n:   len(ds),
-		p50: priority.Percentile(ds, 50),
-		p99: priority.Percentile(ds, 99),
-		max: priority.Percentile(ds, 100),
+		p50: bench.Percentile(ds, 50),
+		p99: bench.Percentile(ds, 99),
+		max: bench.Percentile(ds, 100),
 	}
 }
 

@@ -9,15 +9,13 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/internal/dbschema"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -51,33 +49,29 @@ func URL(t testing.TB) string {
 // closed and the schema dropped, with everything in it, when the test ends.
 func EmptySchema(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(URL(t))
+	schema := dbschema.NewName("test")
+	cfg, err := dbschema.PoolConfig(URL(t), schema)
 	if err != nil {
-		t.Fatalf("pgtest: parse %s: %v", EnvURL, err)
+		t.Fatalf("pgtest: %s: %v", EnvURL, err)
 	}
-	schema := "test_" + strings.ToLower(rand.Text())
-	ident := pgx.Identifier{schema}.Sanitize()
 	cfg.MaxConns = maxConns
-	// A startup parameter, not a SET: it survives RESET ALL (which tern runs
-	// after every migration) and every connection the pool opens.
-	cfg.ConnConfig.RuntimeParams["search_path"] = ident
 
 	ctx := t.Context()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
 	}
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
+	if err := dbschema.Create(ctx, pool, schema); err != nil {
 		pool.Close()
-		t.Fatalf("pgtest: create schema %s: %v", schema, err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
 		// t.Context() is already cancelled when cleanups run.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		defer pool.Close()
-		if _, err := pool.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", schema, err)
+		if err := dbschema.Drop(ctx, pool, schema); err != nil {
+			t.Errorf("pgtest: %v", err)
 		}
 	})
 	return pool, schema

@@ -1,7 +1,7 @@
 // Package procsim is a simulated crash processor: a stand-in for the real
 // Socorro processors in the demo, the benchmarks and the end-to-end tests. It
 // does exactly what CONTRACT section 3 says a processor does, through
-// queue.ProcessorSession: it registers, heartbeats, claims its priority work
+// Session: it registers, heartbeats, claims its priority work
 // then its own jobs (oldest first), reads each crash's json and dump from the
 // standard tree or else the deferred tree (never moving or deleting them),
 // waits a configurable work time, and records success or, for a configurable
@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
-	"github.com/crashmonitor/monitor/queue"
 )
 
 // Defaults for the Config fields left zero.
@@ -88,7 +87,7 @@ type Stats struct {
 // Processor is one simulated processor.
 type Processor struct {
 	cfg     Config
-	session *queue.ProcessorSession
+	session *Session
 	logger  *slog.Logger
 
 	crashOnce sync.Once
@@ -102,7 +101,7 @@ type Processor struct {
 
 // New returns a processor working through session. Nothing happens until
 // Run.
-func New(cfg Config, session *queue.ProcessorSession, logger *slog.Logger) *Processor {
+func New(cfg Config, session *Session, logger *slog.Logger) *Processor {
 	cfg.CheckIn = cmp.Or(cfg.CheckIn, DefaultCheckIn)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
 	cfg.Idle = cmp.Or(cfg.Idle, DefaultIdle)
@@ -169,8 +168,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	// The heartbeat goes on while the last results are recorded.
 	hbCtx, hbCancel := context.WithCancel(dbCtx)
 	defer hbCancel()
-	jobs := make(chan queue.ClaimedJob)
-	results := make(chan queue.JobResult, p.cfg.Concurrency)
+	jobs := make(chan ClaimedJob)
+	results := make(chan JobResult, p.cfg.Concurrency)
 	var workers, background sync.WaitGroup
 	background.Go(func() { p.heartbeat(hbCtx, fatal) })
 	for range p.cfg.Concurrency {
@@ -221,7 +220,7 @@ func (p *Processor) heartbeat(ctx context.Context, fatal func(error)) {
 		}
 		id := p.ID()
 		err := p.session.Heartbeat(ctx)
-		if errors.Is(err, queue.ErrProcessorGone) {
+		if errors.Is(err, ErrProcessorGone) {
 			err = p.reregister(ctx, id)
 		}
 		if err != nil && ctx.Err() == nil {
@@ -253,11 +252,11 @@ func (p *Processor) reregister(ctx context.Context, old int64) error {
 
 // dispatch claims jobs, Concurrency at a time, and hands them to the
 // workers, until ctx is done.
-func (p *Processor) dispatch(ctx context.Context, jobs chan<- queue.ClaimedJob, fatal func(error)) {
+func (p *Processor) dispatch(ctx context.Context, jobs chan<- ClaimedJob, fatal func(error)) {
 	for ctx.Err() == nil {
 		id := p.ID()
 		c, err := p.session.ClaimJobs(ctx, p.cfg.Concurrency)
-		if errors.Is(err, queue.ErrProcessorGone) {
+		if errors.Is(err, ErrProcessorGone) {
 			err = p.reregister(ctx, id)
 			if err == nil {
 				continue
@@ -299,7 +298,7 @@ func (p *Processor) dispatch(ctx context.Context, jobs chan<- queue.ClaimedJob, 
 }
 
 // work processes jobs until the channel closes or ctx ends (a crash).
-func (p *Processor) work(ctx context.Context, jobs <-chan queue.ClaimedJob, results chan<- queue.JobResult) {
+func (p *Processor) work(ctx context.Context, jobs <-chan ClaimedJob, results chan<- JobResult) {
 	for j := range jobs {
 		r, ok := p.process(ctx, j)
 		if !ok {
@@ -315,8 +314,8 @@ func (p *Processor) work(ctx context.Context, jobs <-chan queue.ClaimedJob, resu
 
 // process reads a crash's pair, takes WorkTime, and decides its outcome. It
 // reports false when ctx ended first.
-func (p *Processor) process(ctx context.Context, j queue.ClaimedJob) (queue.JobResult, bool) {
-	r := queue.JobResult{ID: j.ID, Success: true}
+func (p *Processor) process(ctx context.Context, j ClaimedJob) (JobResult, bool) {
+	r := JobResult{ID: j.ID, Success: true}
 	size, err := p.read(ctx, j.UUID)
 	switch {
 	case errors.Is(err, crashstore.ErrNotFound):
@@ -386,8 +385,8 @@ func Fails(uuid string, seed uint64, ratio float64) bool {
 // finish records results in batches until the channel closes (then the
 // rest, during a clean stop) or ctx ends (a crash: the rest is lost, as in
 // a killed process).
-func (p *Processor) finish(ctx context.Context, results <-chan queue.JobResult, fatal func(error)) {
-	var batch []queue.JobResult
+func (p *Processor) finish(ctx context.Context, results <-chan JobResult, fatal func(error)) {
+	var batch []JobResult
 	t := time.NewTicker(p.cfg.FinishEvery)
 	defer t.Stop()
 	flush := func() bool {
@@ -426,7 +425,7 @@ func (p *Processor) finish(ctx context.Context, results <-chan queue.JobResult, 
 
 // record finishes a batch, trying again a few times after an error (a
 // deadlock with a concurrent reap, for instance).
-func (p *Processor) record(ctx context.Context, batch []queue.JobResult) error {
+func (p *Processor) record(ctx context.Context, batch []JobResult) error {
 	var done []int64
 	var err error
 	for attempt := range 3 {

@@ -97,7 +97,7 @@ type running struct {
 func (b *testBundle) start(t *testing.T, cfg procsim.Config) *running {
 	t.Helper()
 	cfg.Standard, cfg.Deferred = b.standard, b.deferred
-	p := procsim.New(cfg, queue.NewProcessorSession(b.pool), b.logger.With("processor", cfg.Name))
+	p := procsim.New(cfg, procsim.NewSession(b.pool), b.logger.With("processor", cfg.Name))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	r := &running{Processor: p, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()

@@ -1,4 +1,9 @@
-package queue_test
+// Package testfactory makes the rows tests need in a real jobs database, as
+// River's testfactory does: processors (live, stale or dead by when they were
+// last seen), jobs in each state, priority tables, and probes of what the
+// tables hold. Times are computed in SQL from the database clock, as
+// processors write them. It is for tests only.
+package testfactory
 
 import (
 	"fmt"
@@ -12,20 +17,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Fixtures for the tests of Enqueue and ReapDeadProcessors. Times are
-// computed in SQL from the database clock, as processors write them.
-
-// addProcessor registers a processor last seen ago before the database's
+// Processor registers a processor last seen ago before the database's
 // localtimestamp and returns its id. Processors added in turn get increasing
 // ids.
-func addProcessor(t testing.TB, pool *pgxpool.Pool, ago time.Duration) int64 {
+func Processor(t testing.TB, pool *pgxpool.Pool, ago time.Duration) int64 {
 	t.Helper()
 	return insertProcessor(t, pool, `localtimestamp - make_interval(secs => $1)`, ago.Seconds())
 }
 
-// addProcessorLastSeen registers a processor whose lastseendatetime is the
+// ProcessorLastSeen registers a processor whose lastseendatetime is the
 // SQL expression lastSeen (a constant of the test: NULL, '1999-01-01').
-func addProcessorLastSeen(t testing.TB, pool *pgxpool.Pool, lastSeen string) int64 {
+func ProcessorLastSeen(t testing.TB, pool *pgxpool.Pool, lastSeen string) int64 {
 	t.Helper()
 	return insertProcessor(t, pool, lastSeen)
 }
@@ -43,19 +45,19 @@ RETURNING id`
 	return id
 }
 
-// addProcessors adds n processors last seen ago and returns their ids.
-func addProcessors(t testing.TB, pool *pgxpool.Pool, n int, ago time.Duration) []int64 {
+// Processors adds n processors last seen ago and returns their ids.
+func Processors(t testing.TB, pool *pgxpool.Pool, n int, ago time.Duration) []int64 {
 	t.Helper()
 	ids := make([]int64, n)
 	for i := range ids {
-		ids[i] = addProcessor(t, pool, ago)
+		ids[i] = Processor(t, pool, ago)
 	}
 	return ids
 }
 
-// createPriorityTable creates priority_jobs_<id> as a registering processor
+// PriorityTable creates priority_jobs_<id> as a registering processor
 // does, holding uuids.
-func createPriorityTable(t testing.TB, pool *pgxpool.Pool, id int64, uuids ...string) {
+func PriorityTable(t testing.TB, pool *pgxpool.Pool, id int64, uuids ...string) {
 	t.Helper()
 	table := pgx.Identifier{fmt.Sprintf("priority_jobs_%d", id)}.Sanitize()
 	ctx := t.Context()
@@ -67,8 +69,8 @@ func createPriorityTable(t testing.TB, pool *pgxpool.Pool, id int64, uuids ...st
 	}
 }
 
-// priorityTableExists reports whether priority_jobs_<id> exists.
-func priorityTableExists(t testing.TB, pool *pgxpool.Pool, id int64) bool {
+// HasPriorityTable reports whether priority_jobs_<id> exists.
+func HasPriorityTable(t testing.TB, pool *pgxpool.Pool, id int64) bool {
 	t.Helper()
 	var exists bool
 	name := pgx.Identifier{fmt.Sprintf("priority_jobs_%d", id)}.Sanitize()
@@ -78,30 +80,30 @@ func priorityTableExists(t testing.TB, pool *pgxpool.Pool, id int64) bool {
 	return exists
 }
 
-// Job states for addJobs.
+// Job states for Jobs.
 const (
-	jobQueued    = "queued"    // neither started nor finished
-	jobStarted   = "started"   // started an hour ago, unfinished
-	jobSucceeded = "succeeded" // finished, success true
-	jobFailed    = "failed"    // finished, success false, with a message
+	JobQueued    = "queued"    // neither started nor finished
+	JobStarted   = "started"   // started an hour ago, unfinished
+	JobSucceeded = "succeeded" // finished, success true
+	JobFailed    = "failed"    // finished, success false, with a message
 )
 
-// addJobs adds n jobs owned by owner in state, queued two hours ago (by the
+// Jobs adds n jobs owned by owner in state, queued two hours ago (by the
 // database clock), with uuids prefix-1 … prefix-n.
-func addJobs(t testing.TB, pool *pgxpool.Pool, owner int64, prefix string, n int, state string) {
+func Jobs(t testing.TB, pool *pgxpool.Pool, owner int64, prefix string, n int, state string) {
 	t.Helper()
 	var started, completed, success, message string
 	switch state {
-	case jobQueued:
+	case JobQueued:
 		started, completed, success, message = "NULL", "NULL", "NULL", "NULL"
-	case jobStarted:
+	case JobStarted:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "NULL", "NULL", "NULL"
-	case jobSucceeded:
+	case JobSucceeded:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "localtimestamp - interval '30 minutes'", "true", "NULL"
-	case jobFailed:
+	case JobFailed:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "localtimestamp - interval '30 minutes'", "false", "'boom'"
 	default:
-		t.Fatalf("addJobs: unknown state %q", state)
+		t.Fatalf("Jobs: unknown state %q", state)
 	}
 	sql := fmt.Sprintf(`
 INSERT INTO jobs (pathname, uuid, owner, priority, queueddatetime, starteddatetime, completeddatetime, success, message)
@@ -112,15 +114,15 @@ FROM generate_series(1, $3::int) AS g`, started, completed, success, message)
 	}
 }
 
-// unfinishedLoads returns the number of unfinished jobs of each owner that
+// UnfinishedLoads returns the number of unfinished jobs of each owner that
 // has some.
-func unfinishedLoads(t testing.TB, pool *pgxpool.Pool) map[int64]int64 {
+func UnfinishedLoads(t testing.TB, pool *pgxpool.Pool) map[int64]int64 {
 	t.Helper()
-	return countBy(t, pool, `SELECT owner, count(*) FROM jobs WHERE success IS NULL GROUP BY owner`)
+	return CountBy(t, pool, `SELECT owner, count(*) FROM jobs WHERE success IS NULL GROUP BY owner`)
 }
 
-// countBy runs a query returning (int, count) rows as a map.
-func countBy(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) map[int64]int64 {
+// CountBy runs a query returning (int, count) rows as a map.
+func CountBy(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) map[int64]int64 {
 	t.Helper()
 	rows, err := pool.Query(t.Context(), sql, args...)
 	if err != nil {
@@ -137,8 +139,8 @@ func countBy(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) map[int6
 	return out
 }
 
-// spread returns max - min of the values of counts for keys.
-func spread(counts map[int64]int64, keys []int64) int64 {
+// Spread returns max - min of the values of counts for keys.
+func Spread(counts map[int64]int64, keys []int64) int64 {
 	var lo, hi int64
 	for i, k := range keys {
 		if i == 0 || counts[k] < lo {
@@ -151,10 +153,10 @@ func spread(counts map[int64]int64, keys []int64) int64 {
 	return hi - lo
 }
 
-// dbState renders every row of processors, jobs, priorityjobs and each
+// DBState renders every row of processors, jobs, priorityjobs and each
 // priority_jobs_<id> table, to compare before and after an operation that
 // must change nothing.
-func dbState(t testing.TB, pool *pgxpool.Pool) string {
+func DBState(t testing.TB, pool *pgxpool.Pool) string {
 	t.Helper()
 	ctx := t.Context()
 	var b strings.Builder
@@ -190,8 +192,8 @@ WHERE schemaname = current_schema() AND tablename LIKE 'priority\_jobs\_%' ORDER
 	return b.String()
 }
 
-// crashIDs returns n distinct crash ids prefix-0000000, prefix-0000001, …
-func crashIDs(prefix string, n int) []string {
+// CrashIDs returns n distinct crash ids prefix-0000000, prefix-0000001, …
+func CrashIDs(prefix string, n int) []string {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%07d", prefix, i)
@@ -199,7 +201,42 @@ func crashIDs(prefix string, n int) []string {
 	return ids
 }
 
-// sortedKeys returns the keys of m in order.
-func sortedKeys(m map[int64]int64) []int64 {
+// SortedKeys returns the keys of m in order.
+func SortedKeys(m map[int64]int64) []int64 {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// Exec runs sql (one statement or several, without parameters when several)
+// and fails the test on error.
+func Exec(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// Int64 runs a query returning one integer.
+func Int64(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	return n
+}
+
+// SortedStrings runs a query returning one text column and returns its
+// values sorted.
+func SortedStrings(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), sql, args...)
+	if err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,4 +1,10 @@
-package queue
+// Package bench holds what the benchmark harness (cmd/monitorbench) and the
+// measuring tests need beside the monitor: the statements the monitor itself
+// never runs (progress probes, the classic monitor's one-commit-per-crash
+// queuing and its balanced scheduler, to compare against, and a raw COPY of
+// job rows, the ceiling no queuing can beat) and the latency measurements.
+// Nothing in the monitor binary imports it.
+package bench
 
 import (
 	"context"
@@ -6,41 +12,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The statements of the benchmark harness (cmd/monitorbench) that the
-// monitor itself never runs: throwaway schemas, progress probes, the classic
-// monitor's one-commit-per-crash queuing (socorro-classic 3.3, 3.5) to
-// compare against, and a raw COPY of job rows as the ceiling no queuing can
-// beat.
-
-// CreateSchema creates the schema name, for a throwaway benchmark run; point
-// a pool's search_path at it (a startup parameter) and Migrate it.
-func CreateSchema(ctx context.Context, pool *pgxpool.Pool, name string) error {
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return fmt.Errorf("create schema %s: %w", name, err)
-	}
-	return nil
-}
-
-// DropSchema drops the schema name and everything in it.
-func DropSchema(ctx context.Context, pool *pgxpool.Pool, name string) error {
-	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-		return fmt.Errorf("drop schema %s: %w", name, err)
-	}
-	return nil
-}
-
-// Bench runs the benchmark harness's statements over a pool. It is safe for
+// DB runs the benchmark harness's statements over a pool. It is safe for
 // concurrent use.
-type Bench struct {
+type DB struct {
 	pool *pgxpool.Pool
 }
 
-// NewBench returns a Bench over pool; its search_path picks the schema.
-func NewBench(pool *pgxpool.Pool) *Bench {
-	return &Bench{pool: pool}
+// NewDB returns a DB over pool; its search_path picks the schema.
+func NewDB(pool *pgxpool.Pool) *DB {
+	return &DB{pool: pool}
 }
 
 // ClassicLoad is one row of the classic balanced scheduler's snapshot: a
@@ -56,6 +40,9 @@ const (
 	highestJobIDQuery = `SELECT coalesce(max(id), 0) FROM jobs`
 
 	jobCountQuery = `SELECT count(*) FROM jobs`
+
+	// pendingPriorityQuery counts those of the ids $1 still requested.
+	pendingPriorityQuery = `SELECT count(*) FROM priorityjobs WHERE uuid = ANY($1::text[])`
 
 	// queuedAmongQuery returns those of the ids $1 that have a job.
 	queuedAmongQuery = `SELECT uuid FROM jobs WHERE uuid = ANY($1::text[])`
@@ -78,36 +65,36 @@ INSERT INTO jobs (pathname, uuid, owner, priority, queueddatetime) VALUES ('', $
 
 // HighestJobID returns the largest jobs.id, 0 for none: with no rollbacks
 // and no deletes in between, the number of rows ever inserted.
-func (b *Bench) HighestJobID(ctx context.Context) (int64, error) {
+func (b *DB) HighestJobID(ctx context.Context) (int64, error) {
 	var id int64
 	if err := b.pool.QueryRow(ctx, highestJobIDQuery).Scan(&id); err != nil {
-		return 0, fmt.Errorf("highest job id: %w", interpret(err))
+		return 0, fmt.Errorf("highest job id: %w", err)
 	}
 	return id, nil
 }
 
 // JobCount returns the number of rows in jobs.
-func (b *Bench) JobCount(ctx context.Context) (int64, error) {
+func (b *DB) JobCount(ctx context.Context) (int64, error) {
 	var n int64
 	if err := b.pool.QueryRow(ctx, jobCountQuery).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count jobs: %w", interpret(err))
+		return 0, fmt.Errorf("count jobs: %w", err)
 	}
 	return n, nil
 }
 
 // QueuedAmong returns, in no particular order, those of ids that have a jobs
 // row.
-func (b *Bench) QueuedAmong(ctx context.Context, ids []string) ([]string, error) {
+func (b *DB) QueuedAmong(ctx context.Context, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	rows, err := b.pool.Query(ctx, queuedAmongQuery, ids)
 	if err != nil {
-		return nil, fmt.Errorf("look up %d jobs: %w", len(ids), interpret(err))
+		return nil, fmt.Errorf("look up %d jobs: %w", len(ids), err)
 	}
 	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("look up %d jobs: %w", len(ids), interpret(err))
+		return nil, fmt.Errorf("look up %d jobs: %w", len(ids), err)
 	}
 	return found, nil
 }
@@ -115,10 +102,10 @@ func (b *Bench) QueuedAmong(ctx context.Context, ids []string) ([]string, error)
 // ClassicLoads runs the classic balanced scheduler's snapshot query
 // (socorro-classic 3.5 step 1) and commits, as the classic monitor did once
 // per standard pass. checkIn is processorCheckInTime.
-func (b *Bench) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]ClassicLoad, error) {
+func (b *DB) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]ClassicLoad, error) {
 	var out []ClassicLoad
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, classicLoadsQuery, interval(checkIn))
+		rows, err := tx.Query(ctx, classicLoadsQuery, pgtype.Interval{Microseconds: checkIn.Microseconds(), Valid: true})
 		if err != nil {
 			return err
 		}
@@ -130,7 +117,7 @@ func (b *Bench) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]Clas
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("classic scheduler loads: %w", interpret(err))
+		return nil, fmt.Errorf("classic scheduler loads: %w", err)
 	}
 	return out, nil
 }
@@ -138,13 +125,13 @@ func (b *Bench) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]Clas
 // ClassicQueueJob queues one crash as the classic queueJob did
 // (socorro-classic 3.3 step 5, 3.7): BEGIN, one INSERT, COMMIT; three round
 // trips for one row. A duplicate id is an error, as it was.
-func (b *Bench) ClassicQueueJob(ctx context.Context, id string, owner int64, queued time.Time) error {
+func (b *DB) ClassicQueueJob(ctx context.Context, id string, owner int64, queued time.Time) error {
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, classicInsertQuery, id, owner, queued)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("classic queue job %s: %w", id, interpret(err))
+		return fmt.Errorf("classic queue job %s: %w", id, err)
 	}
 	return nil
 }
@@ -152,7 +139,7 @@ func (b *Bench) ClassicQueueJob(ctx context.Context, id string, owner int64, que
 // CopyJobs inserts one unstarted job per id, owned by owners[i % len],
 // queued now, with one COPY: the fastest way rows get into jobs, the
 // ceiling of any queuing. It returns the number of rows copied.
-func (b *Bench) CopyJobs(ctx context.Context, ids []string, owners []int64) (int64, error) {
+func (b *DB) CopyJobs(ctx context.Context, ids []string, owners []int64) (int64, error) {
 	if len(owners) == 0 {
 		return 0, fmt.Errorf("copy %d jobs: no owner given", len(ids))
 	}
@@ -169,7 +156,7 @@ func (b *Bench) CopyJobs(ctx context.Context, ids []string, owners []int64) (int
 	n, err := b.pool.CopyFrom(ctx, pgx.Identifier{"jobs"},
 		[]string{"pathname", "uuid", "owner", "priority", "queueddatetime"}, src)
 	if err != nil {
-		return n, fmt.Errorf("copy %d jobs: %w", len(ids), interpret(err))
+		return n, fmt.Errorf("copy %d jobs: %w", len(ids), err)
 	}
 	return n, nil
 }
@@ -178,9 +165,19 @@ func (b *Bench) CopyJobs(ctx context.Context, ids []string, owners []int64) (int
 // the processors query, as autovacuum does in production within a minute
 // of a bulk change: a table filled in one go and not analyzed yet gets
 // plans made for an empty one.
-func (b *Bench) Analyze(ctx context.Context) error {
+func (b *DB) Analyze(ctx context.Context) error {
 	if _, err := b.pool.Exec(ctx, `ANALYZE processors, jobs`); err != nil {
-		return fmt.Errorf("analyze: %w", interpret(err))
+		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
+}
+
+// PendingPriority returns how many of ids are still requested: in
+// priorityjobs, neither resolved nor dropped yet.
+func (b *DB) PendingPriority(ctx context.Context, ids []string) (int64, error) {
+	var n int64
+	if err := b.pool.QueryRow(ctx, pendingPriorityQuery, ids).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count priority requests: %w", err)
+	}
+	return n, nil
 }

@@ -1,4 +1,4 @@
-package queue
+package procsim
 
 import (
 	"cmp"
@@ -10,15 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crashmonitor/monitor/queue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The processor's side of the jobs database (CONTRACT section 3, "The
-// processor's side"): what a classic Socorro processor does, for the crash
-// simulator that stands in for real processors in the demo, the benchmarks
-// and the end-to-end tests. The monitor itself never runs these statements.
+// The processor's side of the jobs database: the statements a classic
+// Socorro processor runs (register, heartbeat, claim, finish, clean stop), for
+// the simulated processor that stands in for real ones in the demo, the
+// benchmarks and the end-to-end tests. The monitor itself never runs them.
 
 // ErrProcessorGone means the session's processors row or its
 // priority_jobs_<id> table no longer exists: the monitor judged the processor
@@ -26,23 +27,23 @@ import (
 // processor should register again.
 var ErrProcessorGone = errors.New("processor row gone (reaped as dead)")
 
-// ProcessorSession is one processor's registration: its processors row and
+// Session is one processor's registration: its processors row and
 // its priority_jobs_<id> table. Register first; the other methods act for the
 // registered id. It is safe for concurrent use (a heartbeat goroutine beside
 // the claiming and finishing ones); Register may run again after
 // ErrProcessorGone, and the others then act for the new id.
-type ProcessorSession struct {
+type Session struct {
 	pool *pgxpool.Pool
 	id   atomic.Int64
 }
 
-// NewProcessorSession returns an unregistered session over pool.
-func NewProcessorSession(pool *pgxpool.Pool) *ProcessorSession {
-	return &ProcessorSession{pool: pool}
+// NewSession returns an unregistered session over pool.
+func NewSession(pool *pgxpool.Pool) *Session {
+	return &Session{pool: pool}
 }
 
 // ID returns the processors.id of the last Register, zero before.
-func (p *ProcessorSession) ID() int64 { return p.id.Load() }
+func (p *Session) ID() int64 { return p.id.Load() }
 
 const (
 	// takeOverProcessorQuery takes over the row of the processor of that
@@ -117,12 +118,12 @@ WITH requested AS (
 SELECT r.uuid, c.id, c.queueddatetime FROM requested r LEFT JOIN claimed c ON c.uuid = r.uuid`
 }
 
-// Register registers the processor as name (CONTRACT section 3, step 1), in
+// Register registers the processor as name (the protocol's first step), in
 // one transaction: it takes over the processors row of that name, or inserts
 // one, with startdatetime = lastseendatetime = now(); creates its
 // priority_jobs_<id> table if missing; and makes its own unfinished jobs
 // unstarted. It returns the processor id.
-func (p *ProcessorSession) Register(ctx context.Context, name string) (int64, error) {
+func (p *Session) Register(ctx context.Context, name string) (int64, error) {
 	var id int64
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, takeOverProcessorQuery, name).Scan(&id)
@@ -134,26 +135,26 @@ func (p *ProcessorSession) Register(ctx context.Context, name string) (int64, er
 		}
 		// No arguments: pgx sends it with the simple protocol, so the
 		// per-processor name never enters the statement cache.
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+priorityTable(id)+` (uuid varchar(50) PRIMARY KEY)`); err != nil {
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+queue.PriorityTable(id)+` (uuid varchar(50) PRIMARY KEY)`); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, resetStartedQuery, id)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("register processor %q: %w", name, interpret(err))
+		return 0, queue.DBError(err, "register processor %q", name)
 	}
 	p.id.Store(id)
 	return id, nil
 }
 
-// Heartbeat sets lastseendatetime = now() (CONTRACT section 3, step 2). It
+// Heartbeat sets lastseendatetime = now() (the protocol's second step). It
 // returns ErrProcessorGone when the row no longer exists.
-func (p *ProcessorSession) Heartbeat(ctx context.Context) error {
+func (p *Session) Heartbeat(ctx context.Context) error {
 	id := p.ID()
 	tag, err := p.pool.Exec(ctx, heartbeatQuery, id)
 	if err != nil {
-		return fmt.Errorf("heartbeat of processor %d: %w", id, interpret(err))
+		return queue.DBError(err, "heartbeat of processor %d", id)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("heartbeat of processor %d: %w", id, ErrProcessorGone)
@@ -183,24 +184,28 @@ type Claim struct {
 	SkippedPriority []string
 }
 
-// ClaimJobs claims up to limit jobs (CONTRACT section 3, step 3): first ids
+// ClaimJobs claims up to limit jobs (the protocol's third step): first ids
 // from priority_jobs_<id>, deleting each row it reads and skipping a uuid
 // whose job is missing or already started; then, for the rest of limit, its
 // own unstarted jobs, oldest queued first. Each claim sets starteddatetime in
 // a statement that re-checks the job is still unstarted and unfinished (and,
 // for its own jobs, still its own). It returns ErrProcessorGone when the
 // priority table no longer exists (the processor was reaped).
-func (p *ProcessorSession) ClaimJobs(ctx context.Context, limit int) (Claim, error) {
+func (p *Session) ClaimJobs(ctx context.Context, limit int) (Claim, error) {
 	id := p.ID()
 	limit = cmp.Or(limit, 1)
 	var c Claim
 	if err := p.claimPriority(ctx, id, limit, &c); err != nil {
-		return Claim{}, fmt.Errorf("claim priority jobs of processor %d: %w", id, err)
+		op := fmt.Sprintf("claim priority jobs of processor %d", id)
+		if errors.Is(err, ErrProcessorGone) {
+			return Claim{}, fmt.Errorf("%s: %w", op, err)
+		}
+		return Claim{}, queue.DBError(err, "%s", op)
 	}
 	if rest := limit - len(c.Jobs); rest > 0 {
 		rows, err := p.pool.Query(ctx, claimOwnQuery, id, rest)
 		if err != nil {
-			return Claim{}, fmt.Errorf("claim jobs of processor %d: %w", id, interpret(err))
+			return Claim{}, queue.DBError(err, "claim jobs of processor %d", id)
 		}
 		var own []ClaimedJob
 		var j ClaimedJob
@@ -209,7 +214,7 @@ func (p *ProcessorSession) ClaimJobs(ctx context.Context, limit int) (Claim, err
 			return nil
 		})
 		if err != nil {
-			return Claim{}, fmt.Errorf("claim jobs of processor %d: %w", id, interpret(err))
+			return Claim{}, queue.DBError(err, "claim jobs of processor %d", id)
 		}
 		// RETURNING has no order: restore the queue's.
 		slices.SortFunc(own, func(a, b ClaimedJob) int {
@@ -220,8 +225,8 @@ func (p *ProcessorSession) ClaimJobs(ctx context.Context, limit int) (Claim, err
 	return c, nil
 }
 
-func (p *ProcessorSession) claimPriority(ctx context.Context, id int64, limit int, c *Claim) error {
-	table := priorityTable(id)
+func (p *Session) claimPriority(ctx context.Context, id int64, limit int, c *Claim) error {
+	table := queue.PriorityTable(id)
 	// The simple protocol keeps the per-processor statement out of the
 	// statement cache; the limit is still a bound value.
 	rows, err := p.pool.Query(ctx, claimPriorityQuery(table), pgx.QueryExecModeSimpleProtocol, limit)
@@ -245,14 +250,17 @@ func (p *ProcessorSession) claimPriority(ctx context.Context, id int64, limit in
 	return nil
 }
 
+// undefinedTable is PostgreSQL's SQLSTATE for a table that does not exist.
+const undefinedTable = "42P01"
+
 // priorityErr reports a missing priority table as ErrProcessorGone.
-func (p *ProcessorSession) priorityErr(err error, id int64) error {
+func (p *Session) priorityErr(err error, id int64) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable &&
+	if errors.As(err, &pgErr) && pgErr.Code == undefinedTable &&
 		strings.Contains(pgErr.Message, fmt.Sprintf("priority_jobs_%d", id)) {
 		return fmt.Errorf("%w: %w", ErrProcessorGone, err)
 	}
-	return interpret(err)
+	return err
 }
 
 // JobResult is the outcome of one claimed job.
@@ -265,12 +273,12 @@ type JobResult struct {
 	Message string
 }
 
-// FinishJobs records results in one statement (CONTRACT section 3, step 5):
+// FinishJobs records results in one statement (the protocol's fifth step):
 // completeddatetime = now(), success, and message. Only jobs still owned by
 // this processor and not finished are updated: a job the monitor moved away
 // meanwhile (this processor was reaped as dead) is left to its new owner. It
 // returns the ids recorded; the others were dropped.
-func (p *ProcessorSession) FinishJobs(ctx context.Context, results []JobResult) ([]int64, error) {
+func (p *Session) FinishJobs(ctx context.Context, results []JobResult) ([]int64, error) {
 	if len(results) == 0 {
 		return nil, nil
 	}
@@ -283,32 +291,32 @@ func (p *ProcessorSession) FinishJobs(ctx context.Context, results []JobResult) 
 	}
 	rows, err := p.pool.Query(ctx, finishQuery, id, ids, success, messages)
 	if err != nil {
-		return nil, fmt.Errorf("finish %d jobs of processor %d: %w", len(results), id, interpret(err))
+		return nil, queue.DBError(err, "finish %d jobs of processor %d", len(results), id)
 	}
 	done, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("finish %d jobs of processor %d: %w", len(results), id, interpret(err))
+		return nil, queue.DBError(err, "finish %d jobs of processor %d", len(results), id)
 	}
 	return done, nil
 }
 
-// CleanStop is the processor's clean exit (CONTRACT section 3, step 6), in
+// CleanStop is the processor's clean exit (the protocol's last step), in
 // one transaction: lastseendatetime = '1999-01-01', so the monitor reaps it
 // on its next sweep and moves its jobs, and its priority table dropped. As
 // with a classic processor, ids still waiting in that table lose their
 // priority (their jobs stay queued and move with the others). A row already
 // gone is fine.
-func (p *ProcessorSession) CleanStop(ctx context.Context) error {
+func (p *Session) CleanStop(ctx context.Context) error {
 	id := p.ID()
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, cleanStopQuery, id); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+priorityTable(id))
+		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+queue.PriorityTable(id))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("clean stop of processor %d: %w", id, interpret(err))
+		return queue.DBError(err, "clean stop of processor %d", id)
 	}
 	return nil
 }

@@ -1,52 +1,14 @@
-package queue_test
+package bench_test
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
+	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/queue"
+	"github.com/crashmonitor/monitor/internal/testfactory"
 )
-
-// TestBenchSchema: CreateSchema makes a schema Migrate can fill through a
-// pool pointed at it; DropSchema removes it with its tables, and a second
-// drop is fine.
-func TestBenchSchema(t *testing.T) {
-	t.Parallel()
-	admin, _ := pgtest.EmptySchema(t)
-	ctx := t.Context()
-	name := "bench_test_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
-	if err := queue.CreateSchema(ctx, admin, name); err != nil {
-		t.Fatal(err)
-	}
-	cfg := admin.Config().Copy()
-	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{name}.Sanitize()
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, _, err := queue.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := queue.CreateSchema(ctx, admin, name); err == nil {
-		t.Error("creating an existing schema: no error")
-	}
-	if err := queue.DropSchema(ctx, admin, name); err != nil {
-		t.Fatal(err)
-	}
-	if n := queryInt64(t, admin, `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, name); n != 0 {
-		t.Errorf("schema still there")
-	}
-	if err := queue.DropSchema(ctx, admin, name); err != nil {
-		t.Errorf("second drop: %v", err)
-	}
-}
 
 // TestBenchProbesAndCopy: CopyJobs inserts unstarted jobs owned round-robin;
 // the probes see them.
@@ -54,12 +16,12 @@ func TestBenchProbesAndCopy(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	ctx := t.Context()
-	b := queue.NewBench(pool)
+	b := bench.NewDB(pool)
 	if hi, err := b.HighestJobID(ctx); err != nil || hi != 0 {
 		t.Fatalf("empty jobs: highest id %d, %v", hi, err)
 	}
-	procs := addProcessors(t, pool, 2, 0)
-	ids := crashIDs("copy", 5)
+	procs := testfactory.Processors(t, pool, 2, 0)
+	ids := testfactory.CrashIDs("copy", 5)
 	n, err := b.CopyJobs(ctx, ids, procs)
 	if err != nil || n != 5 {
 		t.Fatalf("CopyJobs = %d, %v", n, err)
@@ -70,11 +32,11 @@ func TestBenchProbesAndCopy(t *testing.T) {
 	if hi, err := b.HighestJobID(ctx); err != nil || hi < 5 {
 		t.Errorf("HighestJobID = %d, %v", hi, err)
 	}
-	loads := unfinishedLoads(t, pool)
+	loads := testfactory.UnfinishedLoads(t, pool)
 	if loads[procs[0]] != 3 || loads[procs[1]] != 2 {
 		t.Errorf("owners: %v", loads)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE starteddatetime IS NULL AND priority = 0 AND pathname = ''`); n != 5 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE starteddatetime IS NULL AND priority = 0 AND pathname = ''`); n != 5 {
 		t.Errorf("%d plain unstarted jobs, want 5", n)
 	}
 	found, err := b.QueuedAmong(ctx, []string{ids[1], "not-queued", ids[4]})
@@ -103,19 +65,19 @@ func TestBenchClassic(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	ctx := t.Context()
-	b := queue.NewBench(pool)
-	live := addProcessor(t, pool, 0)
-	stale := addProcessor(t, pool, 3*time.Hour)
-	addJobs(t, pool, live, "live", 3, jobQueued)
-	addJobs(t, pool, live, "done", 2, jobSucceeded)
-	addJobs(t, pool, stale, "stale", 4, jobQueued)
+	b := bench.NewDB(pool)
+	live := testfactory.Processor(t, pool, 0)
+	stale := testfactory.Processor(t, pool, 3*time.Hour)
+	testfactory.Jobs(t, pool, live, "live", 3, testfactory.JobQueued)
+	testfactory.Jobs(t, pool, live, "done", 2, testfactory.JobSucceeded)
+	testfactory.Jobs(t, pool, stale, "stale", 4, testfactory.JobQueued)
 
 	loads, err := b.ClassicLoads(ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(loads, func(a, b queue.ClassicLoad) int { return int(a.ID - b.ID) })
-	want := []queue.ClassicLoad{{ID: live, Count: 3}, {ID: stale, Count: 0}}
+	slices.SortFunc(loads, func(a, b bench.ClassicLoad) int { return int(a.ID - b.ID) })
+	want := []bench.ClassicLoad{{ID: live, Count: 3}, {ID: stale, Count: 0}}
 	if !slices.Equal(loads, want) {
 		t.Errorf("ClassicLoads = %v, want %v", loads, want)
 	}
@@ -124,7 +86,7 @@ func TestBenchClassic(t *testing.T) {
 	if err := b.ClassicQueueJob(ctx, "classic-1", live, at); err != nil {
 		t.Fatal(err)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'classic-1' AND owner = $1 AND priority = 0 AND starteddatetime IS NULL`, live); n != 1 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'classic-1' AND owner = $1 AND priority = 0 AND starteddatetime IS NULL`, live); n != 1 {
 		t.Errorf("classic job rows = %d", n)
 	}
 	if err := b.ClassicQueueJob(ctx, "classic-1", stale, at); err == nil {

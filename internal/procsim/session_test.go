@@ -1,4 +1,4 @@
-package queue_test
+package procsim_test
 
 import (
 	"errors"
@@ -11,13 +11,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/procsim"
+	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
 )
 
 // register registers a new processor session named name.
-func register(t *testing.T, pool *pgxpool.Pool, name string) *queue.ProcessorSession {
+func register(t *testing.T, pool *pgxpool.Pool, name string) *procsim.Session {
 	t.Helper()
-	s := queue.NewProcessorSession(pool)
+	s := procsim.NewSession(pool)
 	id, err := s.Register(t.Context(), name)
 	if err != nil {
 		t.Fatalf("Register(%q): %v", name, err)
@@ -29,7 +31,7 @@ func register(t *testing.T, pool *pgxpool.Pool, name string) *queue.ProcessorSes
 }
 
 // claimUUIDs returns the uuids of a claim's jobs, in order.
-func claimUUIDs(c queue.Claim) []string {
+func claimUUIDs(c procsim.Claim) []string {
 	out := make([]string, len(c.Jobs))
 	for i, j := range c.Jobs {
 		out[i] = j.UUID
@@ -44,13 +46,13 @@ func TestProcessorRegister(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "host_1")
-		if n := queryInt64(t, pool, `
+		if n := testfactory.Int64(t, pool, `
 SELECT count(*) FROM processors
 WHERE id = $1 AND name = 'host_1' AND startdatetime = lastseendatetime
   AND lastseendatetime BETWEEN localtimestamp - interval '10 seconds' AND localtimestamp`, s.ID()); n != 1 {
 			t.Errorf("no processors row %d named host_1 with startdatetime = lastseendatetime = now()", s.ID())
 		}
-		if !priorityTableExists(t, pool, s.ID()) {
+		if !testfactory.HasPriorityTable(t, pool, s.ID()) {
 			t.Errorf("priority_jobs_%d was not created", s.ID())
 		}
 		live, err := queue.NewStore(pool).LiveProcessors(t.Context(), time.Minute)
@@ -66,39 +68,39 @@ WHERE id = $1 AND name = 'host_1' AND startdatetime = lastseendatetime
 	t.Run("TakesOverItsRowAndResetsItsStartedJobs", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		old := addProcessor(t, pool, time.Hour)
-		exec(t, pool, `UPDATE processors SET name = 'host_7' WHERE id = $1`, old)
-		other := addProcessor(t, pool, 0)
-		createPriorityTable(t, pool, old, "waiting")
-		addJobs(t, pool, old, "started", 3, jobStarted)
-		addJobs(t, pool, old, "queued", 2, jobQueued)
-		addJobs(t, pool, old, "ok", 2, jobSucceeded)
-		addJobs(t, pool, old, "ko", 1, jobFailed)
-		addJobs(t, pool, other, "theirs", 2, jobStarted)
-		finished := names(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`)
+		old := testfactory.Processor(t, pool, time.Hour)
+		testfactory.Exec(t, pool, `UPDATE processors SET name = 'host_7' WHERE id = $1`, old)
+		other := testfactory.Processor(t, pool, 0)
+		testfactory.PriorityTable(t, pool, old, "waiting")
+		testfactory.Jobs(t, pool, old, "started", 3, testfactory.JobStarted)
+		testfactory.Jobs(t, pool, old, "queued", 2, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, old, "ok", 2, testfactory.JobSucceeded)
+		testfactory.Jobs(t, pool, old, "ko", 1, testfactory.JobFailed)
+		testfactory.Jobs(t, pool, other, "theirs", 2, testfactory.JobStarted)
+		finished := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`)
 
 		s := register(t, pool, "host_7")
 		if s.ID() != old {
 			t.Fatalf("Register took id %d, want the existing row %d", s.ID(), old)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM processors`); n != 2 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors`); n != 2 {
 			t.Errorf("%d processors rows, want 2", n)
 		}
-		if n := queryInt64(t, pool, `
+		if n := testfactory.Int64(t, pool, `
 SELECT count(*) FROM processors WHERE id = $1 AND startdatetime >= localtimestamp - interval '10 seconds'
   AND lastseendatetime >= localtimestamp - interval '10 seconds'`, old); n != 1 {
 			t.Errorf("the taken-over row's start and last-seen times are not now")
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND success IS NULL AND starteddatetime IS NOT NULL`, old); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND success IS NULL AND starteddatetime IS NOT NULL`, old); n != 0 {
 			t.Errorf("%d of its unfinished jobs still started", n)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 2 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 2 {
 			t.Errorf("another processor's started jobs were reset (%d of 2 still started)", n)
 		}
-		if got := names(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`); !slices.Equal(got, finished) {
+		if got := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`); !slices.Equal(got, finished) {
 			t.Errorf("finished jobs changed: %v, want %v", got, finished)
 		}
-		if n := queryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, old)); n != 1 {
+		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, old)); n != 1 {
 			t.Errorf("the existing priority table lost its rows (%d left)", n)
 		}
 	})
@@ -106,7 +108,7 @@ SELECT count(*) FROM processors WHERE id = $1 AND startdatetime >= localtimestam
 	t.Run("SchemaMissing", func(t *testing.T) {
 		t.Parallel()
 		pool, _ := pgtest.EmptySchema(t)
-		_, err := queue.NewProcessorSession(pool).Register(t.Context(), "host")
+		_, err := procsim.NewSession(pool).Register(t.Context(), "host")
 		if !errors.Is(err, queue.ErrSchemaMissing) {
 			t.Errorf("Register without schema = %v, want ErrSchemaMissing", err)
 		}
@@ -117,15 +119,15 @@ func TestProcessorHeartbeat(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	s := register(t, pool, "host")
-	exec(t, pool, `UPDATE processors SET lastseendatetime = localtimestamp - interval '1 hour' WHERE id = $1`, s.ID())
+	testfactory.Exec(t, pool, `UPDATE processors SET lastseendatetime = localtimestamp - interval '1 hour' WHERE id = $1`, s.ID())
 	if err := s.Heartbeat(t.Context()); err != nil {
 		t.Fatalf("Heartbeat: %v", err)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime >= localtimestamp - interval '10 seconds'`, s.ID()); n != 1 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime >= localtimestamp - interval '10 seconds'`, s.ID()); n != 1 {
 		t.Errorf("Heartbeat did not set lastseendatetime to now()")
 	}
-	exec(t, pool, `DELETE FROM processors WHERE id = $1`, s.ID())
-	if err := s.Heartbeat(t.Context()); !errors.Is(err, queue.ErrProcessorGone) {
+	testfactory.Exec(t, pool, `DELETE FROM processors WHERE id = $1`, s.ID())
+	if err := s.Heartbeat(t.Context()); !errors.Is(err, procsim.ErrProcessorGone) {
 		t.Errorf("Heartbeat of a deleted row = %v, want ErrProcessorGone", err)
 	}
 }
@@ -137,15 +139,15 @@ func TestProcessorClaimJobs(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		other := addProcessor(t, pool, 0)
+		other := testfactory.Processor(t, pool, 0)
 		// Ids in the opposite order of the queued times: the queued time
 		// decides.
-		exec(t, pool, `
+		testfactory.Exec(t, pool, `
 INSERT INTO jobs (uuid, owner, queueddatetime)
 SELECT 'q' || g, $1, localtimestamp - make_interval(mins => g) FROM generate_series(1, 5) AS g`, s.ID())
-		addJobs(t, pool, s.ID(), "started", 2, jobStarted)
-		addJobs(t, pool, s.ID(), "done", 2, jobSucceeded)
-		addJobs(t, pool, other, "theirs", 3, jobQueued)
+		testfactory.Jobs(t, pool, s.ID(), "started", 2, testfactory.JobStarted)
+		testfactory.Jobs(t, pool, s.ID(), "done", 2, testfactory.JobSucceeded)
+		testfactory.Jobs(t, pool, other, "theirs", 3, testfactory.JobQueued)
 
 		c, err := s.ClaimJobs(t.Context(), 3)
 		if err != nil {
@@ -170,11 +172,11 @@ SELECT 'q' || g, $1, localtimestamp - make_interval(mins => g) FROM generate_ser
 		if err != nil || len(c.Jobs)+len(c.SkippedPriority) != 0 {
 			t.Errorf("third claim = %+v, %v; want nothing", c, err)
 		}
-		if n := queryInt64(t, pool, `
+		if n := testfactory.Int64(t, pool, `
 SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimestamp - interval '10 seconds'`); n != 5 {
 			t.Errorf("%d of the 5 claimed jobs have starteddatetime = now()", n)
 		}
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 0 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 0 {
 			t.Errorf("%d jobs of another processor were claimed", n)
 		}
 	})
@@ -183,13 +185,13 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		other := addProcessor(t, pool, 0)
-		addJobs(t, pool, s.ID(), "mine", 3, jobQueued)
-		addJobs(t, pool, s.ID(), "urgent", 1, jobQueued)
-		addJobs(t, pool, other, "moved", 1, jobQueued)
-		addJobs(t, pool, s.ID(), "running", 1, jobStarted)
-		addJobs(t, pool, s.ID(), "finished", 1, jobSucceeded)
-		exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) VALUES
+		other := testfactory.Processor(t, pool, 0)
+		testfactory.Jobs(t, pool, s.ID(), "mine", 3, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, s.ID(), "urgent", 1, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, other, "moved", 1, testfactory.JobQueued)
+		testfactory.Jobs(t, pool, s.ID(), "running", 1, testfactory.JobStarted)
+		testfactory.Jobs(t, pool, s.ID(), "finished", 1, testfactory.JobSucceeded)
+		testfactory.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) VALUES
 ('urgent-1'), ('moved-1'), ('running-1'), ('finished-1'), ('missing')`, s.ID()))
 
 		c, err := s.ClaimJobs(t.Context(), 10)
@@ -214,11 +216,11 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		if want := []string{"finished-1", "missing", "running-1"}; !slices.Equal(skipped, want) {
 			t.Errorf("SkippedPriority = %v, want %v", skipped, want)
 		}
-		if n := queryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 0 {
+		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 0 {
 			t.Errorf("%d priority rows left, want every row read deleted", n)
 		}
 		// A priority job owned by another processor keeps its owner.
-		if n := queryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'moved-1' AND owner = $1`, other); n != 1 {
+		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'moved-1' AND owner = $1`, other); n != 1 {
 			t.Errorf("the claimed priority job changed owner")
 		}
 	})
@@ -227,8 +229,8 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		addJobs(t, pool, s.ID(), "p", 5, jobQueued)
-		exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) SELECT 'p-' || g FROM generate_series(1, 5) g`, s.ID()))
+		testfactory.Jobs(t, pool, s.ID(), "p", 5, testfactory.JobQueued)
+		testfactory.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) SELECT 'p-' || g FROM generate_series(1, 5) g`, s.ID()))
 		c, err := s.ClaimJobs(t.Context(), 2)
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +238,7 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		if len(c.Jobs) != 2 || !c.Jobs[0].Priority || !c.Jobs[1].Priority {
 			t.Errorf("ClaimJobs(2) = %+v, want 2 priority jobs", c)
 		}
-		if n := queryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 3 {
+		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 3 {
 			t.Errorf("%d priority rows left, want 3 (only the rows read are deleted)", n)
 		}
 	})
@@ -245,7 +247,7 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		addJobs(t, pool, s.ID(), "j", 300, jobQueued)
+		testfactory.Jobs(t, pool, s.ID(), "j", 300, testfactory.JobQueued)
 		var mu sync.Mutex
 		seen := map[string]int{}
 		var wg sync.WaitGroup
@@ -284,22 +286,22 @@ func TestProcessorFinishJobs(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	s := register(t, pool, "me")
-	other := addProcessor(t, pool, 0)
-	addJobs(t, pool, s.ID(), "j", 4, jobQueued)
-	addJobs(t, pool, s.ID(), "old", 1, jobFailed)
+	other := testfactory.Processor(t, pool, 0)
+	testfactory.Jobs(t, pool, s.ID(), "j", 4, testfactory.JobQueued)
+	testfactory.Jobs(t, pool, s.ID(), "old", 1, testfactory.JobFailed)
 	c, err := s.ClaimJobs(t.Context(), 4)
 	if err != nil || len(c.Jobs) != 4 {
 		t.Fatalf("ClaimJobs = %+v, %v", c, err)
 	}
 	// j-4 moves to another processor before it finishes (a reap).
-	exec(t, pool, `UPDATE jobs SET owner = $1, starteddatetime = NULL WHERE uuid = 'j-4'`, other)
+	testfactory.Exec(t, pool, `UPDATE jobs SET owner = $1, starteddatetime = NULL WHERE uuid = 'j-4'`, other)
 	jobID := map[string]int64{}
 	for _, j := range c.Jobs {
 		jobID[j.UUID] = j.ID
 	}
-	oldID := queryInt64(t, pool, `SELECT id FROM jobs WHERE uuid = 'old-1'`)
+	oldID := testfactory.Int64(t, pool, `SELECT id FROM jobs WHERE uuid = 'old-1'`)
 
-	done, err := s.FinishJobs(t.Context(), []queue.JobResult{
+	done, err := s.FinishJobs(t.Context(), []procsim.JobResult{
 		{ID: jobID["j-1"], Success: true},
 		{ID: jobID["j-2"], Success: false, Message: "it's broken"},
 		{ID: jobID["j-4"], Success: true},
@@ -312,7 +314,7 @@ func TestProcessorFinishJobs(t *testing.T) {
 	if want := []int64{jobID["j-1"], jobID["j-2"]}; !slices.Equal(done, want) {
 		t.Errorf("FinishJobs recorded %v, want %v", done, want)
 	}
-	got := names(t, pool, `
+	got := testfactory.SortedStrings(t, pool, `
 SELECT uuid || ' ' || coalesce(success::text, 'null') || ' ' || coalesce(message, 'NULL') || ' ' ||
        (completeddatetime IS NOT NULL AND completeddatetime >= localtimestamp - interval '10 seconds')
 FROM jobs`)
@@ -337,7 +339,7 @@ func TestProcessorCleanStopAndReap(t *testing.T) {
 	store := queue.NewStore(pool)
 	s := register(t, pool, "leaving")
 	stays := register(t, pool, "staying")
-	addJobs(t, pool, s.ID(), "j", 3, jobQueued)
+	testfactory.Jobs(t, pool, s.ID(), "j", 3, testfactory.JobQueued)
 	if _, err := s.ClaimJobs(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -346,10 +348,10 @@ func TestProcessorCleanStopAndReap(t *testing.T) {
 	if err := s.CleanStop(t.Context()); err != nil {
 		t.Fatalf("CleanStop: %v", err)
 	}
-	if n := queryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime = '1999-01-01'`, leaving); n != 1 {
+	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime = '1999-01-01'`, leaving); n != 1 {
 		t.Errorf("CleanStop did not set lastseendatetime to 1999-01-01")
 	}
-	if priorityTableExists(t, pool, leaving) {
+	if testfactory.HasPriorityTable(t, pool, leaving) {
 		t.Errorf("CleanStop left priority_jobs_%d", leaving)
 	}
 	// The monitor's next sweep reaps it and moves its jobs, unstarted.
@@ -363,10 +365,10 @@ func TestProcessorCleanStopAndReap(t *testing.T) {
 	}
 
 	// The reaped session finds out, and registers again under a new id.
-	if _, err := s.ClaimJobs(t.Context(), 1); !errors.Is(err, queue.ErrProcessorGone) {
+	if _, err := s.ClaimJobs(t.Context(), 1); !errors.Is(err, procsim.ErrProcessorGone) {
 		t.Errorf("ClaimJobs after the reap = %v, want ErrProcessorGone", err)
 	}
-	if err := s.Heartbeat(t.Context()); !errors.Is(err, queue.ErrProcessorGone) {
+	if err := s.Heartbeat(t.Context()); !errors.Is(err, procsim.ErrProcessorGone) {
 		t.Errorf("Heartbeat after the reap = %v, want ErrProcessorGone", err)
 	}
 	if err := s.CleanStop(t.Context()); err != nil {
