@@ -182,7 +182,7 @@ func (b *bundle) pending(t *testing.T, id int64) []string {
 // enqueue queues ids as the scanner does, with priority 0.
 func (b *bundle) enqueue(t *testing.T, ids ...string) {
 	t.Helper()
-	if _, err := queue.NewStore(b.pool).Enqueue(t.Context(), ids, 0, checkIn); err != nil {
+	if _, err := queue.NewStore(b.pool).Enqueue(t.Context(), ids, 0, checkIn, nil); err != nil {
 		t.Fatal(err)
 	}
 }

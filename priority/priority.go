@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -346,7 +347,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 			p.res.Kept++
 			continue
 		}
-		if r.Queued {
+		if r.HasJob {
 			if k != nil && k.reason == keptNoTable && now.Sub(k.since) >= l.cfg.GiveUp {
 				l.logger.WarnContext(p.ctx, "the owner of a priority job still has no priority table; request dropped, the job keeps its raised priority",
 					"uuid", r.ID, "waited", now.Sub(k.since).Round(time.Second))
@@ -354,7 +355,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 				b.Drop = append(b.Drop, r.ID)
 				continue
 			}
-			b.Queued = append(b.Queued, r.ID)
+			b.Existing = append(b.Existing, r.ID)
 			continue
 		}
 		switch loc, d := p.locate(r.ID, now); d {
@@ -383,7 +384,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 	// the inbox so that the scanner does not meet them again.
 	for _, o := range outs {
 		loc, ok := found[o.ID]
-		if !ok || o.Status != queue.PriorityQueued || loc.entry.DateLink == "" {
+		if !ok || o.Status != dispatch.PriorityQueued || loc.entry.DateLink == "" {
 			continue
 		}
 		if err := loc.tree.store.RemoveLinks(loc.entry); err != nil {
@@ -495,34 +496,34 @@ func (p *pass) record(o queue.PriorityOutcome, loc located, now time.Time) {
 		delete(l.kept, o.ID)
 	}
 	switch o.Status {
-	case queue.PriorityQueued, queue.PriorityRaised, queue.PriorityMoved:
-		p.handedOut = p.handedOut || o.Status != queue.PriorityRaised
+	case dispatch.PriorityQueued, dispatch.PriorityRaised, dispatch.PriorityMoved:
+		p.handedOut = p.handedOut || o.Status != dispatch.PriorityRaised
 		if !o.Told {
 			p.untold(o, now)
 			return
 		}
 		switch o.Status {
-		case queue.PriorityQueued:
+		case dispatch.PriorityQueued:
 			p.res.Queued++
 			l.logger.InfoContext(ctx, "priority crash queued", "uuid", o.ID, "tree", loc.tree.name, "owner", o.Owner)
-		case queue.PriorityRaised:
+		case dispatch.PriorityRaised:
 			p.res.Raised++
 			l.logger.InfoContext(ctx, "priority crash was already queued; its owner was told", "uuid", o.ID, "owner", o.Owner)
-		case queue.PriorityMoved:
+		case dispatch.PriorityMoved:
 			p.res.Moved++
 			l.logger.InfoContext(ctx, "priority crash was queued to a dead processor; moved, and its new owner told",
 				"uuid", o.ID, "from", ownerName(o.From), "owner", o.Owner)
 		}
-	case queue.PriorityFinished:
+	case dispatch.PriorityFinished:
 		p.res.Finished++
 		l.logger.InfoContext(ctx, "priority crash already processed; request dropped", "uuid", o.ID)
-	case queue.PriorityDropped:
+	case dispatch.PriorityDropped:
 		// Logged when decided.
-	case queue.PriorityWaiting:
+	case dispatch.PriorityWaiting:
 		p.res.Kept++
 		p.res.Waiting = true
 		l.keep(o.ID, keptWaiting, now, l.cfg.WaitForProcessor)
-	case queue.PriorityRetry:
+	case dispatch.PriorityRetry:
 		p.res.Kept++
 		l.keep(o.ID, keptRetry, now, 0)
 		l.logger.DebugContext(ctx, "priority crash changed while being resolved; retrying", "uuid", o.ID)

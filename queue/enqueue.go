@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -33,16 +34,15 @@ type EnqueueResult struct {
 const (
 	// liveProcessorsQuery reads the live processors with their load, the
 	// number of their unfinished jobs (counted through
-	// jobs_owner_unfinished_idx). $1 is processorCheckInTime. A NULL
-	// lastseendatetime is never live.
+	// jobs_owner_unfinished_idx). $1 is processorCheckInTime.
 	liveProcessorsQuery = `
 SELECT p.id, (SELECT count(*) FROM jobs j WHERE j.owner = p.id AND j.success IS NULL)
 FROM processors p
-WHERE p.lastseendatetime >= localtimestamp - $1::interval
+WHERE monitor_processor_state(p.lastseendatetime, $1) = 'live'
 ORDER BY p.id`
 
 	liveProcessorCountQuery = `
-SELECT count(*) FROM processors WHERE lastseendatetime >= localtimestamp - $1::interval`
+SELECT count(*) FROM processors WHERE monitor_processor_state(lastseendatetime, $1) = 'live'`
 
 	// enqueueQuery inserts the ids $1 with the owners $2 (same length), in
 	// array order so that jobs.id follows it. An id that already has a row
@@ -61,64 +61,28 @@ RETURNING uuid, owner`
 // checkIn is processorCheckInTime: a processor is live when it checked in
 // within checkIn.
 //
-// It runs one transaction of two statements: the first reads the live
-// processors with their load (their jobs with success IS NULL); owners are
-// then chosen by water-filling, each id going to the processor with the
-// least load so far (the ids assigned before it included), ties going to the
-// lowest processor id; the second statement inserts all the rows, skipping
-// ids that already have one. An id skipped that way has still counted as
-// load for the ids after it.
+// It runs one transaction: read the live processors with their load (their
+// jobs with success IS NULL), unless loads holds a fresh snapshot (see
+// dispatch.Loads; nil reads every time); decide the owners with
+// dispatch.Assign (an id skipped below has still counted as load for the ids
+// after it); insert all the rows in one statement, skipping ids that already
+// have one. loads, when given, is updated with what was queued.
 //
 // When no processor is live it inserts nothing and returns an error wrapping
 // ErrNoLiveProcessor. Repeated ids are queued once. Empty ids do nothing and
 // query nothing. Callers validate the ids first (at most 50 characters):
 // the rows are inserted in one statement, so one bad id means none is.
-func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration) (EnqueueResult, error) {
-	return s.EnqueueWith(ctx, ids, priority, checkIn, nil)
-}
-
-// Loads carries the live processors and their loads from one EnqueueWith to
-// the next, for a caller that queues batch after batch (the scanner, for a
-// pass). Counting the loads visits every unfinished job, so with a backlog
-// of a million that read costs a quarter second, and doing it for every
-// batch of a few thousand would make a drain quadratic. With Loads, the
-// snapshot is read again only once the time since the last read exceeds
-// LoadsRereadFactor times what that read took (so for every batch while
-// reads are cheap), and at least every LoadsMaxAge; in between, the loads
-// are those of the last read plus what was queued since. A processor that
-// comes alive or dies meanwhile is seen at the next read. The zero value is
-// ready to use; a Loads must not be shared by concurrent calls.
-type Loads struct {
-	procs  []processorLoad
-	readAt time.Time
-	took   time.Duration
-}
-
-// Bounds of a Loads snapshot's reuse.
-const (
-	LoadsRereadFactor = 10
-	LoadsMaxAge       = 5 * time.Second
-)
-
-// fresh reports whether the snapshot may serve another batch.
-func (l *Loads) fresh() bool {
-	return l != nil && len(l.procs) > 0 &&
-		time.Since(l.readAt) < min(LoadsRereadFactor*l.took, LoadsMaxAge)
-}
-
-// EnqueueWith is Enqueue reusing, while it is fresh, the load snapshot of
-// loads (see Loads); a nil loads reads the loads every time, as Enqueue.
-func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *Loads) (EnqueueResult, error) {
+func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *dispatch.Loads) (EnqueueResult, error) {
 	if len(ids) == 0 {
 		return EnqueueResult{}, nil
 	}
 	ids = distinct(ids)
 
 	var inserted map[string]int64
-	var procs []processorLoad
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if loads.fresh() {
-			procs = loads.procs
+		var procs []dispatch.Load
+		if loads.Fresh(time.Now()) {
+			procs = loads.Procs()
 		} else {
 			start := time.Now()
 			var err error
@@ -126,25 +90,19 @@ func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, che
 				return err
 			}
 			if loads != nil {
-				*loads = Loads{procs: procs, readAt: start, took: time.Since(start)}
+				*loads = dispatch.NewLoads(procs, start, time.Since(start))
 			}
 		}
 		if len(procs) == 0 {
 			return ErrNoLiveProcessor
 		}
-		owners := waterFill(procs, len(ids))
+		owners := dispatch.Assign(procs, len(ids))
 
 		rows, err := tx.Query(ctx, enqueueQuery, ids, owners, priority)
 		if err != nil {
 			return err
 		}
-		inserted = make(map[string]int64, len(ids))
-		var id string
-		var owner int64
-		_, err = pgx.ForEachRow(rows, []any{&id, &owner}, func() error {
-			inserted[id] = owner
-			return nil
-		})
+		inserted, err = collectOwners(rows, len(ids))
 		return err
 	})
 	if errors.Is(err, ErrNoLiveProcessor) {
@@ -152,7 +110,7 @@ func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, che
 	}
 	if err != nil {
 		if loads != nil {
-			*loads = Loads{} // the transaction failed: read again next time
+			loads.Reset() // the transaction failed: read again next time
 		}
 		return EnqueueResult{}, DBError(err, "enqueue %d ids", len(ids))
 	}
@@ -167,12 +125,8 @@ func (s *Store) EnqueueWith(ctx context.Context, ids []string, priority int, che
 			res.Existing = append(res.Existing, id)
 		}
 	}
-	if loads != nil && len(added) > 0 {
-		next := make([]processorLoad, len(loads.procs))
-		for i, p := range loads.procs {
-			next[i] = processorLoad{id: p.id, load: p.load + added[p.id]}
-		}
-		loads.procs = next
+	if loads != nil {
+		loads.Add(added)
 	}
 	return res, nil
 }
@@ -187,19 +141,13 @@ func (s *Store) LiveProcessors(ctx context.Context, checkIn time.Duration) (int,
 	return n, nil
 }
 
-// processorLoad is a live processor and its number of unfinished jobs.
-type processorLoad struct {
-	id   int64
-	load int64
-}
-
 // querier is what liveProcessors needs of a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // liveProcessors runs liveProcessorsQuery.
-func liveProcessors(ctx context.Context, q querier, checkIn time.Duration) ([]processorLoad, error) {
+func liveProcessors(ctx context.Context, q querier, checkIn time.Duration) ([]dispatch.Load, error) {
 	rows, err := q.Query(ctx, liveProcessorsQuery, interval(checkIn))
 	if err != nil {
 		return nil, err
@@ -207,11 +155,23 @@ func liveProcessors(ctx context.Context, q querier, checkIn time.Duration) ([]pr
 	return collectLoads(rows)
 }
 
-func collectLoads(rows pgx.Rows) ([]processorLoad, error) {
-	var p processorLoad
-	var out []processorLoad
-	_, err := pgx.ForEachRow(rows, []any{&p.id, &p.load}, func() error {
+func collectLoads(rows pgx.Rows) ([]dispatch.Load, error) {
+	var p dispatch.Load
+	var out []dispatch.Load
+	_, err := pgx.ForEachRow(rows, []any{&p.Processor, &p.Jobs}, func() error {
 		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// collectOwners reads (uuid, owner) rows into a map.
+func collectOwners(rows pgx.Rows, n int) (map[string]int64, error) {
+	out := make(map[string]int64, n)
+	var id string
+	var owner int64
+	_, err := pgx.ForEachRow(rows, []any{&id, &owner}, func() error {
+		out[id] = owner
 		return nil
 	})
 	return out, err
@@ -236,44 +196,4 @@ func distinct(ids []string) []string {
 		seen[id] = struct{}{}
 	}
 	return ids
-}
-
-// waterFill assigns n units of work one at a time, each to the processor
-// with the least load so far (the units assigned before it included), ties
-// going to the lowest processor id, and returns the owner of each unit in
-// order. procs must not be empty; it is not modified.
-func waterFill(procs []processorLoad, n int) []int64 {
-	// h is a binary min-heap ordered by (load, id).
-	h := make([]processorLoad, len(procs))
-	copy(h, procs)
-	less := func(a, b processorLoad) bool {
-		return a.load < b.load || (a.load == b.load && a.id < b.id)
-	}
-	down := func(i int) {
-		for {
-			m := i
-			if l := 2*i + 1; l < len(h) && less(h[l], h[m]) {
-				m = l
-			}
-			if r := 2*i + 2; r < len(h) && less(h[r], h[m]) {
-				m = r
-			}
-			if m == i {
-				return
-			}
-			h[i], h[m] = h[m], h[i]
-			i = m
-		}
-	}
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		down(i)
-	}
-
-	owners := make([]int64, n)
-	for i := range owners {
-		owners[i] = h[0].id
-		h[0].load++
-		down(0)
-	}
-	return owners
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
@@ -28,7 +29,7 @@ func TestEnqueue(t *testing.T) {
 		store := queue.NewStore(pool)
 		procs := testfactory.Processors(t, pool, 15, 0)
 
-		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn)
+		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -41,7 +42,7 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("owners of the first 15 = %v, want each processor once, in id order: %v", owners, procs)
 		}
 
-		if _, err := store.Enqueue(t.Context(), testfactory.CrashIDs("b", 30), 0, checkIn); err != nil {
+		if _, err := store.Enqueue(t.Context(), testfactory.CrashIDs("b", 30), 0, checkIn, nil); err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
 		loads := testfactory.UnfinishedLoads(t, pool)
@@ -60,8 +61,10 @@ func TestEnqueue(t *testing.T) {
 		store := queue.NewStore(pool)
 		procs := testfactory.Processors(t, pool, 2, 0)
 		// The table says both are idle; the snapshot says procs[0] has 3.
-		loads := queue.StaleLoads(map[int64]int64{procs[0]: 3, procs[1]: 0})
-		res, err := store.EnqueueWith(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, loads)
+		// It was read just now and so slowly that it stays fresh.
+		snapshot := dispatch.NewLoads([]dispatch.Load{{Processor: procs[0], Jobs: 3}, {Processor: procs[1], Jobs: 0}}, time.Now(), time.Hour)
+		loads := &snapshot
+		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +74,7 @@ func TestEnqueue(t *testing.T) {
 			}
 		}
 		// Now 3 and 3 by the snapshot plus the batch: the next two split.
-		res, err = store.EnqueueWith(t.Context(), testfactory.CrashIDs("b", 2), 0, checkIn, loads)
+		res, err = store.Enqueue(t.Context(), testfactory.CrashIDs("b", 2), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +82,8 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("second batch = %+v, want one each, lowest id first", res.Queued)
 		}
 		// A zero Loads reads the table, as Enqueue does, and keeps it.
-		var fresh queue.Loads
-		res, err = store.EnqueueWith(t.Context(), testfactory.CrashIDs("c", 1), 0, checkIn, &fresh)
+		var fresh dispatch.Loads
+		res, err = store.Enqueue(t.Context(), testfactory.CrashIDs("c", 1), 0, checkIn, &fresh)
 		if err != nil || res.Queued[0].Owner != procs[0] {
 			t.Errorf("with a fresh read = %+v, %v; want processor %d (1 job against 4)", res.Queued, err, procs[0])
 		}
@@ -91,7 +94,7 @@ func TestEnqueue(t *testing.T) {
 		pool := pgtest.Schema(t)
 		procs := testfactory.Processors(t, pool, 15, 0)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 45), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 45), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -125,7 +128,7 @@ func TestEnqueue(t *testing.T) {
 		testfactory.Jobs(t, pool, procs[0], "ok", 10, testfactory.JobSucceeded)
 		testfactory.Jobs(t, pool, procs[0], "ko", 10, testfactory.JobFailed)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -154,7 +157,7 @@ func TestEnqueue(t *testing.T) {
 				pool := pgtest.Schema(t)
 				procs := testfactory.Processors(t, pool, 7, 0)
 
-				res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", n), 0, checkIn)
+				res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", n), 0, checkIn, nil)
 				if err != nil {
 					t.Fatalf("Enqueue of %d ids: %v", n, err)
 				}
@@ -177,7 +180,7 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, nil)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue without processors: err = %v, want ErrNoLiveProcessor", err)
 		}
@@ -197,7 +200,7 @@ func TestEnqueue(t *testing.T) {
 		testfactory.Processor(t, pool, 3*checkIn)
 		testfactory.ProcessorLastSeen(t, pool, "NULL")
 
-		_, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn)
+		_, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, nil)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue with stale processors only: err = %v, want ErrNoLiveProcessor", err)
 		}
@@ -214,7 +217,7 @@ func TestEnqueue(t *testing.T) {
 		live := testfactory.Processor(t, pool, 0)
 		testfactory.Processors(t, pool, 2, stale)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 4), 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 4), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -238,7 +241,7 @@ func TestEnqueue(t *testing.T) {
 		// Not sorted, to see that jobs.id follows the order given.
 		slices.Reverse(ids[4:10])
 
-		res, err := store.Enqueue(t.Context(), ids, 0, checkIn)
+		res, err := store.Enqueue(t.Context(), ids, 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -280,7 +283,7 @@ func TestEnqueue(t *testing.T) {
 		// Again, at another priority: the id comes back in Existing and its
 		// row does not change.
 		before := testfactory.DBState(t, pool)
-		res, err = store.Enqueue(t.Context(), []string{ids[3]}, 1, checkIn)
+		res, err = store.Enqueue(t.Context(), []string{ids[3]}, 1, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue of a queued id: %v", err)
 		}
@@ -291,7 +294,7 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("Enqueue of a queued id changed the database:\nbefore %s\nafter  %s", before, after)
 		}
 
-		res, err = store.Enqueue(t.Context(), []string{"new-1", ids[5], "new-2"}, 0, checkIn)
+		res, err = store.Enqueue(t.Context(), []string{"new-1", ids[5], "new-2"}, 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -306,7 +309,7 @@ func TestEnqueue(t *testing.T) {
 		pool := pgtest.Schema(t)
 		testfactory.Processors(t, pool, 2, 0)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x", "y", "x", "z", "y"}, 0, checkIn)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x", "y", "x", "z", "y"}, 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue with repeated ids: %v", err)
 		}
@@ -327,7 +330,7 @@ func TestEnqueue(t *testing.T) {
 		pool := pgtest.Schema(t)
 		testfactory.Processor(t, pool, 0)
 
-		if _, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 7, checkIn); err != nil {
+		if _, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 7, checkIn, nil); err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
 		var ok bool
@@ -349,7 +352,7 @@ FROM jobs WHERE uuid = 'x'`).Scan(&ok)
 		pool := pgtest.Schema(t)
 
 		for _, ids := range [][]string{nil, {}} {
-			res, err := queue.NewStore(pool).Enqueue(t.Context(), ids, 0, checkIn)
+			res, err := queue.NewStore(pool).Enqueue(t.Context(), ids, 0, checkIn, nil)
 			if err != nil || len(res.Queued) != 0 || len(res.Existing) != 0 {
 				t.Errorf("Enqueue(%#v) = %+v, %v; want empty, nil", ids, res, err)
 			}
@@ -360,7 +363,7 @@ FROM jobs WHERE uuid = 'x'`).Scan(&ok)
 		t.Parallel()
 		pool, _ := pgtest.EmptySchema(t)
 
-		_, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 0, checkIn)
+		_, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 0, checkIn, nil)
 		if !errors.Is(err, queue.ErrSchemaMissing) {
 			t.Errorf("Enqueue without tables: err = %v, want ErrSchemaMissing", err)
 		}
@@ -423,7 +426,7 @@ func BenchmarkEnqueue(b *testing.B) {
 
 			b.ResetTimer()
 			for i := range b.N {
-				res, err := store.Enqueue(b.Context(), ids[i*batch:(i+1)*batch], 0, checkIn)
+				res, err := store.Enqueue(b.Context(), ids[i*batch:(i+1)*batch], 0, checkIn, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

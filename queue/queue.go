@@ -16,8 +16,10 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -52,4 +54,17 @@ func DBError(err error, format string, args ...any) error {
 		return fmt.Errorf("%s: %w (run `monitor migrate`): %w", op, ErrSchemaMissing, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// interval converts d for an interval bind parameter.
+func interval(d time.Duration) pgtype.Interval {
+	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: true}
+}
+
+// duration converts an interval from the database, counting a day as 24
+// hours and a month as 30 days, as PostgreSQL's own justify functions do.
+func duration(iv pgtype.Interval) time.Duration {
+	return time.Duration(iv.Microseconds)*time.Microsecond +
+		time.Duration(iv.Days)*24*time.Hour +
+		time.Duration(iv.Months)*30*24*time.Hour
 }

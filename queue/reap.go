@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -33,7 +34,7 @@ const (
 	// processorCheckInTime.
 	lockDeadProcessorsQuery = `
 SELECT id FROM processors
-WHERE lastseendatetime IS NULL OR lastseendatetime < localtimestamp - 2 * $1::interval
+WHERE monitor_processor_state(lastseendatetime, $1) = 'dead'
 ORDER BY id
 FOR UPDATE`
 
@@ -81,7 +82,7 @@ WHERE j.id = m.id AND j.owner = ANY($1::int[])`
 	deleteDeadQuery = `
 DELETE FROM processors
 WHERE id = ANY($1::int[])
-  AND (lastseendatetime IS NULL OR lastseendatetime < localtimestamp - 2 * $2::interval)
+  AND monitor_processor_state(lastseendatetime, $2) = 'dead'
 RETURNING id`
 )
 
@@ -153,10 +154,10 @@ func (s *Store) reap(ctx context.Context, checkIn time.Duration) (ReapResult, er
 
 	liveIDs := make([]int64, len(live))
 	for i, p := range live {
-		liveIDs[i] = p.id
+		liveIDs[i] = p.Processor
 	}
 	b = pgx.Batch{}
-	b.Queue(moveJobsQuery, dead, waterFill(live, int(unfinished)), liveIDs)
+	b.Queue(moveJobsQuery, dead, dispatch.Assign(live, int(unfinished)), liveIDs)
 	b.Queue(deleteDeadQuery, dead, interval(checkIn))
 	res.MovedJobs, res.Dead, err = readMoveAndDelete(tx.SendBatch(ctx, &b))
 	if err != nil {
@@ -168,7 +169,7 @@ func (s *Store) reap(ctx context.Context, checkIn time.Duration) (ReapResult, er
 
 // readReapState reads the answers to the live processors, dead unfinished
 // count and priority tables queries, and closes br.
-func readReapState(br pgx.BatchResults) (live []processorLoad, unfinished int64, tables []int64, err error) {
+func readReapState(br pgx.BatchResults) (live []dispatch.Load, unfinished int64, tables []int64, err error) {
 	defer func() {
 		if cerr := br.Close(); err == nil {
 			err = cerr

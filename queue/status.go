@@ -66,14 +66,9 @@ type Status struct {
 const StatusCleanupFailures = 5
 
 const (
-	// $1 is processorCheckInTime. A NULL lastseendatetime fails both
-	// comparisons and counts as dead.
+	// $1 is processorCheckInTime.
 	statusProcessorsQuery = `
-SELECT p.id, p.name, p.lastseendatetime,
-       CASE WHEN p.lastseendatetime >= localtimestamp - $1::interval THEN 'live'
-            WHEN p.lastseendatetime >= localtimestamp - 2 * $1::interval THEN 'stale'
-            ELSE 'dead'
-       END,
+SELECT p.id, p.name, p.lastseendatetime, monitor_processor_state(p.lastseendatetime, $1),
        (SELECT count(*) FROM jobs j WHERE j.owner = p.id AND j.success IS NULL)
 FROM processors p
 ORDER BY p.id`
@@ -138,17 +133,4 @@ func readStatus(br pgx.BatchResults, st *Status) error {
 		return err
 	}
 	return readCleanupStatus(br, st)
-}
-
-// interval converts d for an interval bind parameter.
-func interval(d time.Duration) pgtype.Interval {
-	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: true}
-}
-
-// duration converts an interval from the database, counting a day as 24
-// hours and a month as 30 days, as PostgreSQL's own justify functions do.
-func duration(iv pgtype.Interval) time.Duration {
-	return time.Duration(iv.Microseconds)*time.Microsecond +
-		time.Duration(iv.Days)*24*time.Hour +
-		time.Duration(iv.Months)*30*24*time.Hour
 }

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -70,7 +71,7 @@ type Config struct {
 
 // jobStore is the slice of *queue.Store the scanner uses.
 type jobStore interface {
-	EnqueueWith(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *queue.Loads) (queue.EnqueueResult, error)
+	Enqueue(ctx context.Context, ids []string, priority int, checkIn time.Duration, loads *dispatch.Loads) (queue.EnqueueResult, error)
 	ReapDeadProcessors(ctx context.Context, checkIn time.Duration) (queue.ReapResult, error)
 }
 
@@ -258,7 +259,7 @@ type pass struct {
 
 	// Owned by the queuer until the pipeline has stopped.
 	res   *Result
-	loads queue.Loads // the live processors' loads, carried from batch to batch
+	loads dispatch.Loads // the live processors' loads, carried from batch to batch
 }
 
 // run walks the inbox and queues what it finds, returning when every stage
@@ -371,7 +372,7 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 	for i, e := range batch {
 		ids[i] = e.ID
 	}
-	r, err := p.s.jobs.EnqueueWith(ctx, ids, 0, p.checkIn, &p.loads)
+	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn, &p.loads)
 	if errors.Is(err, queue.ErrNoLiveProcessor) {
 		p.res.Waiting = true
 		if !p.s.warnedWait {

@@ -239,7 +239,7 @@ func TestProcessAndReport(t *testing.T) {
 	}
 
 	done, stderr, cancel := start("sim1")
-	if _, err := jobs.Enqueue(t.Context(), strings.Fields(string(data)), 0, time.Minute); err != nil {
+	if _, err := jobs.Enqueue(t.Context(), strings.Fields(string(data)), 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "20 finished jobs", func() bool {

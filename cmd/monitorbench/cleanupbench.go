@@ -179,7 +179,7 @@ func (h *harness) deadMoveScenario(ctx context.Context, n int) error {
 		for j := i; j < min(i+enqueueBatch, n); j++ {
 			ids = append(ids, g.ID(j))
 		}
-		if _, err := db.jobs.Enqueue(ctx, ids, 0, checkIn); err != nil {
+		if _, err := db.jobs.Enqueue(ctx, ids, 0, checkIn, nil); err != nil {
 			return err
 		}
 	}

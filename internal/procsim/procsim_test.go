@@ -183,7 +183,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// What the monitor's priority loop does for a crash only in the
 	// deferred tree: queue it with priority and tell its owner.
-	q, err := b.jobs.Enqueue(t.Context(), deferredIDs[:1], 1, checkIn)
+	q, err := b.jobs.Enqueue(t.Context(), deferredIDs[:1], 1, checkIn, nil)
 	if err != nil || len(q.Queued) != 1 {
 		t.Fatalf("Enqueue deferred crash = %+v, %v", q, err)
 	}
@@ -292,7 +292,7 @@ func TestCrashLeavesClaimedJobsStarted(t *testing.T) {
 	b := setup(t)
 	ids := generate(t, b.standard, 10)
 	p := b.start(t, procsim.Config{Name: "hung", CheckIn: time.Minute, WorkTime: time.Hour, Concurrency: 3})
-	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute); err != nil {
+	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Three jobs at work, three more claimed and waiting for a worker.
@@ -322,7 +322,7 @@ func TestCleanStopRecordsWorkInHand(t *testing.T) {
 	ids := generate(t, b.standard, 4)
 	p := b.start(t, procsim.Config{Name: "leaving", CheckIn: time.Minute, WorkTime: 200 * time.Millisecond,
 		Concurrency: 2, FinishEvery: time.Hour})
-	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute); err != nil {
+	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "two jobs at work", func() bool { return p.Stats().Claimed >= 2 })
@@ -346,7 +346,7 @@ func TestFilesMissing(t *testing.T) {
 	b := setup(t)
 	p := b.start(t, procsim.Config{Name: "p", CheckIn: time.Minute, Idle: 10 * time.Millisecond})
 	// Queued, but written nowhere.
-	if _, err := b.jobs.Enqueue(t.Context(), []string{"00000000-0000-0000-0000-000002090928"}, 0, time.Minute); err != nil {
+	if _, err := b.jobs.Enqueue(t.Context(), []string{"00000000-0000-0000-0000-000002090928"}, 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the job to fail", func() bool { return p.Stats().Failed == 1 })
@@ -369,7 +369,7 @@ func TestRegistersAgainAfterBeingReaped(t *testing.T) {
 	}
 	waitFor(t, "a new registration", func() bool { return p.ID() != old && p.Stats().Reregistered == 1 })
 	ids := generate(t, b.standard, 3)
-	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute); err != nil {
+	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the jobs to be processed", func() bool { return p.Stats().Succeeded == 3 })

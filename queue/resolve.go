@@ -8,29 +8,18 @@ import (
 	"slices"
 	"time"
 
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// PriorityRequest is one row of priorityjobs, the reporter's "process this
-// crash next" requests.
-type PriorityRequest struct {
-	// ID is the requested string exactly as stored: up to 255 characters of
-	// anything, not necessarily a crash id. Only the caller's validation
-	// makes it one.
-	ID string
-	// Queued tells whether a jobs row had that uuid when it was read.
-	Queued bool
-}
-
 // PriorityBatch is a batch of priority requests to resolve, sorted by what
-// the caller found. The three lists are disjoint. Queued and Found hold valid
-// crash ids only (the caller checked them, e.g. with crashstore.ValidID);
-// Drop may hold anything.
+// the caller found. The three lists are disjoint. Existing and Found hold
+// valid crash ids only (the caller checked them, e.g. with
+// crashstore.ValidID); Drop may hold anything.
 type PriorityBatch struct {
-	// Queued lists ids that had a jobs row when their requests were read.
-	Queued []string
+	// Existing lists ids that had a jobs row when their requests were read.
+	Existing []string
 	// Found lists ids whose complete pair was found on disk, with no jobs
 	// row when their requests were read: they are queued with priority 1.
 	Found []string
@@ -39,59 +28,12 @@ type PriorityBatch struct {
 	Drop []string
 }
 
-// PriorityStatus says what ResolvePriority did with one request.
-type PriorityStatus int
-
-const (
-	// PriorityQueued: a Found id was queued now, with priority 1, owned by
-	// the least-loaded live processor.
-	PriorityQueued PriorityStatus = iota + 1
-	// PriorityRaised: the job already existed, unfinished, with a live or
-	// stale owner: its priority is now at least 1.
-	PriorityRaised
-	// PriorityMoved: the job already existed, unfinished, but its owner was
-	// dead, gone or NULL: it now belongs to the least-loaded live processor,
-	// unstarted, with priority at least 1.
-	PriorityMoved
-	// PriorityFinished: the job had already finished (or its row is gone:
-	// cleanup removed it after it finished); nothing to do.
-	PriorityFinished
-	// PriorityDropped: a request of PriorityBatch.Drop.
-	PriorityDropped
-	// PriorityWaiting: the id needs a live processor (it is to be queued or
-	// moved) and none is live; nothing changed.
-	PriorityWaiting
-	// PriorityRetry: the job changed under the transaction (a Found id was
-	// queued by someone else meanwhile, a dead owner checked in again);
-	// nothing changed, the next pass sees the new state.
-	PriorityRetry
-)
-
-var priorityStatusNames = map[PriorityStatus]string{
-	PriorityQueued:   "queued",
-	PriorityRaised:   "raised",
-	PriorityMoved:    "moved",
-	PriorityFinished: "finished",
-	PriorityDropped:  "dropped",
-	PriorityWaiting:  "waiting",
-	PriorityRetry:    "retry",
-}
-
-func (s PriorityStatus) String() string {
-	if n, ok := priorityStatusNames[s]; ok {
-		return n
-	}
-	return fmt.Sprintf("PriorityStatus(%d)", int(s))
-}
-
-// PriorityOutcome is what ResolvePriority did with one request.
+// PriorityOutcome is what ResolvePriority did with one request: the
+// decision carried out (Owner is the job's owner after the transaction;
+// PriorityRetry when the job changed under it), and whether the owner was
+// told.
 type PriorityOutcome struct {
-	// ID is the request.
-	ID     string
-	Status PriorityStatus
-	// Owner is the job's owner after the transaction (Queued, Raised,
-	// Moved); From is the owner a Moved job had before (0 for NULL).
-	Owner, From int64
+	dispatch.PriorityDecision
 	// Told is set when the id is in priority_jobs_<Owner> (inserted now or
 	// already there). It is not when that table does not exist (TellErr
 	// nil) or the insert into it failed (TellErr).
@@ -104,33 +46,23 @@ type PriorityOutcome struct {
 // job, or a dropped request. Any other request is kept for a later pass.
 func (o PriorityOutcome) Resolved() bool {
 	switch o.Status {
-	case PriorityQueued, PriorityRaised, PriorityMoved:
+	case dispatch.PriorityQueued, dispatch.PriorityRaised, dispatch.PriorityMoved:
 		return o.Told
-	case PriorityFinished, PriorityDropped:
+	case dispatch.PriorityFinished, dispatch.PriorityDropped:
 		return true
 	}
 	return false
 }
 
 const (
-	// readPriorityRequestsQuery pages through priorityjobs in uuid order,
-	// after $1, at most $2 rows, telling for each whether it has a job.
-	readPriorityRequestsQuery = `
-SELECT r.uuid, EXISTS (SELECT FROM jobs j WHERE j.uuid = r.uuid)
-FROM priorityjobs r
-WHERE r.uuid > $1
-ORDER BY r.uuid
-LIMIT $2`
-
 	// lockPriorityJobsQuery locks the jobs of the ids $1 until the end of
 	// the transaction (so that no processor claims or finishes them, and
 	// no reap moves them, while they are decided on) and reads their state.
-	// The owner is dead when it is NULL, has no processors row, or was not
-	// seen within twice $2 (processorCheckInTime).
+	// The owner is dead when it is NULL, has no processors row, or is dead
+	// by $2 (processorCheckInTime).
 	lockPriorityJobsQuery = `
-SELECT j.uuid, j.owner, j.success IS NOT NULL, j.starteddatetime IS NOT NULL,
-       (p.id IS NULL OR p.lastseendatetime IS NULL
-        OR p.lastseendatetime < localtimestamp - 2 * $2::interval)
+SELECT j.uuid, coalesce(j.owner, 0), j.success IS NOT NULL,
+       (p.id IS NULL OR monitor_processor_state(p.lastseendatetime, $2) = 'dead')
 FROM jobs j
 LEFT JOIN processors p ON p.id = j.owner
 WHERE j.uuid = ANY($1::text[])
@@ -146,7 +78,7 @@ SET owner = m.owner, starteddatetime = NULL, priority = greatest(coalesce(j.prio
 FROM unnest($1::text[], $2::int[]) AS m(uuid, owner)
 WHERE j.uuid = m.uuid AND j.success IS NULL
   AND NOT EXISTS (SELECT FROM processors p
-                  WHERE p.id = j.owner AND p.lastseendatetime >= localtimestamp - 2 * $3::interval)
+                  WHERE p.id = j.owner AND monitor_processor_state(p.lastseendatetime, $3) <> 'dead')
 RETURNING j.uuid, j.owner`
 
 	// raisePriorityQuery raises to 1 the priority of the unfinished jobs $1
@@ -170,65 +102,38 @@ ON CONFLICT DO NOTHING`
 DELETE FROM priorityjobs WHERE uuid = ANY($1::text[])`
 )
 
-// PriorityRequests returns up to limit priority requests whose uuid sorts
-// after after ("" for the first page), in uuid order, each telling whether a
-// job has that uuid. Paging by the last uuid returned walks the whole table
-// once even while requests are added and deleted.
-func (s *Store) PriorityRequests(ctx context.Context, after string, limit int) ([]PriorityRequest, error) {
-	rows, err := s.pool.Query(ctx, readPriorityRequestsQuery, after, limit)
-	if err != nil {
-		return nil, DBError(err, "read priority requests")
-	}
-	var r PriorityRequest
-	var out []PriorityRequest
-	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Queued}, func() error {
-		out = append(out, r)
-		return nil
-	})
-	if err != nil {
-		return nil, DBError(err, "read priority requests")
-	}
-	return out, nil
-}
-
 // ResolvePriority resolves a batch of priority requests in one transaction,
 // checkIn being processorCheckInTime, and returns one outcome per distinct
-// request, Queued and Found ids first (in uuid order), then Drop.
+// request, Existing and Found ids first (in uuid order), then Drop.
 //
-// It locks the existing jobs of the Queued and Found ids and reads the live
-// processors with their loads. A finished job needs nothing. An unfinished
-// job whose owner is live or stale keeps it and gets priority at least 1. One
-// whose owner is NULL, gone or dead (not seen within twice checkIn) is moved,
-// as the dead-processor sweep would move it, to a live processor, unstarted.
-// A Found id without a job is queued with priority 1. New owners are chosen
-// by water-filling over the live processors' unfinished loads, among those
-// that have a priority_jobs_<id> table (all live ones when none has). With no
-// live processor, ids to queue or move are left as they are (Waiting).
-//
-// Then each owner is told: the ids go into its priority_jobs_<owner> table
-// unless already there, when that table exists (checked with to_regclass in
-// the same transaction). Each owner's insert runs under a savepoint, so a
-// broken table only keeps its own ids back (TellErr). Last, the requests
-// that are resolved are deleted, and the transaction commits: a job queued
-// or moved, its owner told, and its request deleted, all or nothing.
+// It reads the state (the live processors with their loads; the existing
+// jobs of the Existing and Found ids, locked; which processors have a
+// priority_jobs_<id> table, checked with to_regclass in the same
+// transaction), decides with dispatch.PlanPriority, and writes: jobs queued,
+// moved or raised in one round trip, then each owner told (its ids go into
+// its priority_jobs_<owner> table unless already there; each owner's insert
+// runs under a savepoint, so a broken table only keeps its own ids back,
+// TellErr), then the requests that are resolved deleted. A job queued or
+// moved, its owner told, and its request deleted, all or nothing.
 //
 // Every UPDATE re-checks the state it was decided on in its WHERE clause; a
 // job that changed anyway comes back as PriorityRetry.
 func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn time.Duration) ([]PriorityOutcome, error) {
-	ids := distinct(slices.Concat(b.Queued, b.Found))
+	ids := distinct(slices.Concat(b.Existing, b.Found))
 	slices.Sort(ids)
 	drop := distinct(b.Drop)
 	if len(ids)+len(drop) == 0 {
 		return nil, nil
 	}
+	onDisk := make(map[string]bool, len(b.Found))
+	for _, id := range b.Found {
+		onDisk[id] = true
+	}
 	var out []PriorityOutcome
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		r := resolver{ctx: ctx, tx: tx, checkIn: checkIn, found: make(map[string]bool, len(b.Found))}
-		for _, id := range b.Found {
-			r.found[id] = true
-		}
+		r := resolver{ctx: ctx, tx: tx, checkIn: checkIn}
 		var err error
-		out, err = r.resolve(ids, drop)
+		out, err = r.resolve(ids, onDisk, drop)
 		return err
 	})
 	if err != nil {
@@ -237,43 +142,32 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 	return out, nil
 }
 
-// lockedJob is the state of an existing job, read under its row lock.
-type lockedJob struct {
-	owner     pgtype.Int8 // NULL for no owner
-	finished  bool
-	started   bool
-	ownerDead bool
-}
-
 // resolver is the state of one ResolvePriority transaction.
 type resolver struct {
 	ctx     context.Context
 	tx      pgx.Tx
 	checkIn time.Duration
-	found   map[string]bool
 }
 
-func (r *resolver) resolve(ids, drop []string) ([]PriorityOutcome, error) {
-	out := make([]PriorityOutcome, 0, len(ids)+len(drop))
-
-	var live []processorLoad
-	jobs := map[string]lockedJob{}
+func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) ([]PriorityOutcome, error) {
+	// Read.
+	var live []dispatch.Load
+	jobs := map[string]dispatch.Job{}
 	if len(ids) > 0 {
 		var err error
 		if live, jobs, err = r.lockJobs(ids); err != nil {
 			return nil, err
 		}
 	}
-
 	// The processors whose priority table matters: current owners that
 	// keep their jobs, and every live processor (a possible new owner).
 	check := map[int64]bool{}
 	for _, p := range live {
-		check[p.id] = true
+		check[p.Processor] = true
 	}
 	for _, j := range jobs {
-		if !j.finished && !j.ownerDead {
-			check[j.owner.Int64] = true
+		if !j.Finished && !j.OwnerDead {
+			check[j.Owner] = true
 		}
 	}
 	tables, err := r.priorityTables(slices.Sorted(maps.Keys(check)))
@@ -281,51 +175,22 @@ func (r *resolver) resolve(ids, drop []string) ([]PriorityOutcome, error) {
 		return nil, err
 	}
 
-	// Decide each id; new owners are filled in below, in id order.
-	var assign []int // indexes in out of the jobs to queue or move
-	var raise []string
-	for _, id := range ids {
-		o := PriorityOutcome{ID: id}
-		j, exists := jobs[id]
-		switch {
-		case !exists && !r.found[id], exists && j.finished:
-			o.Status = PriorityFinished
-		case !exists:
-			o.Status = PriorityQueued
-		case j.ownerDead:
-			o.Status, o.From = PriorityMoved, j.owner.Int64
-		default:
-			o.Status, o.Owner = PriorityRaised, j.owner.Int64
-			raise = append(raise, id)
-		}
-		if o.Status == PriorityQueued || o.Status == PriorityMoved {
-			if len(live) == 0 {
-				o.Status = PriorityWaiting
-			} else {
-				assign = append(assign, len(out))
-			}
-		}
-		out = append(out, o)
-	}
-	if len(assign) > 0 {
-		targets := live
-		if withTable := slices.DeleteFunc(slices.Clone(live), func(p processorLoad) bool { return !tables[p.id] }); len(withTable) > 0 {
-			targets = withTable
-		}
-		for i, owner := range waterFill(targets, len(assign)) {
-			out[assign[i]].Owner = owner
-		}
+	// Decide.
+	plan := dispatch.PlanPriority(ids, jobs, onDisk, live, tables)
+	out := make([]PriorityOutcome, len(plan), len(plan)+len(drop))
+	for i, d := range plan {
+		out[i] = PriorityOutcome{PriorityDecision: d}
 	}
 
-	if err := r.writeJobs(out, raise); err != nil {
+	// Write.
+	if err := r.writeJobs(out); err != nil {
 		return nil, err
 	}
 	if err := r.tellOwners(out, tables); err != nil {
 		return nil, err
 	}
-
 	for _, id := range drop {
-		out = append(out, PriorityOutcome{ID: id, Status: PriorityDropped})
+		out = append(out, PriorityOutcome{PriorityDecision: dispatch.PriorityDecision{ID: id, Status: dispatch.PriorityDropped}})
 	}
 	var resolved []string
 	for _, o := range out {
@@ -343,7 +208,7 @@ func (r *resolver) resolve(ids, drop []string) ([]PriorityOutcome, error) {
 
 // lockJobs reads the live processors and locks and reads the existing jobs
 // of ids, in one round trip.
-func (r *resolver) lockJobs(ids []string) ([]processorLoad, map[string]lockedJob, error) {
+func (r *resolver) lockJobs(ids []string) ([]dispatch.Load, map[string]dispatch.Job, error) {
 	var b pgx.Batch
 	b.Queue(liveProcessorsQuery, interval(r.checkIn))
 	b.Queue(lockPriorityJobsQuery, ids, interval(r.checkIn))
@@ -362,10 +227,10 @@ func (r *resolver) lockJobs(ids []string) ([]processorLoad, map[string]lockedJob
 	if err != nil {
 		return nil, nil, err
 	}
-	jobs := map[string]lockedJob{}
+	jobs := map[string]dispatch.Job{}
 	var id string
-	var j lockedJob
-	_, err = pgx.ForEachRow(rows, []any{&id, &j.owner, &j.finished, &j.started, &j.ownerDead}, func() error {
+	var j dispatch.Job
+	_, err = pgx.ForEachRow(rows, []any{&id, &j.Owner, &j.Finished, &j.OwnerDead}, func() error {
 		jobs[id] = j
 		return nil
 	})
@@ -400,18 +265,20 @@ func (r *resolver) priorityTables(ids []int64) (map[int64]bool, error) {
 	return out, nil
 }
 
-// writeJobs queues and moves the jobs of out that have an owner assigned,
-// and raises the priority of raise, in one round trip. A job the insert or
-// the move skipped (it changed meanwhile) becomes PriorityRetry.
-func (r *resolver) writeJobs(out []PriorityOutcome, raise []string) error {
-	var insIDs, movIDs []string
+// writeJobs queues, moves and raises the jobs of out as decided, in one
+// round trip. A job the insert or the move skipped (it changed meanwhile)
+// becomes PriorityRetry.
+func (r *resolver) writeJobs(out []PriorityOutcome) error {
+	var insIDs, movIDs, raise []string
 	var insOwners, movOwners []int64
 	for _, o := range out {
 		switch o.Status {
-		case PriorityQueued:
+		case dispatch.PriorityQueued:
 			insIDs, insOwners = append(insIDs, o.ID), append(insOwners, o.Owner)
-		case PriorityMoved:
+		case dispatch.PriorityMoved:
 			movIDs, movOwners = append(movIDs, o.ID), append(movOwners, o.Owner)
+		case dispatch.PriorityRaised:
+			raise = append(raise, o.ID)
 		}
 	}
 	var b pgx.Batch
@@ -436,12 +303,8 @@ func (r *resolver) writeJobs(out []PriorityOutcome, raise []string) error {
 		if err != nil {
 			return err
 		}
-		var id string
-		var owner int64
-		_, err = pgx.ForEachRow(rows, []any{&id, &owner}, func() error {
-			done[id] = owner
-			return nil
-		})
+		got, err := collectOwners(rows, len(insIDs)+len(movIDs))
+		maps.Copy(done, got)
 		return err
 	}
 	if len(insIDs) > 0 {
@@ -463,13 +326,13 @@ func (r *resolver) writeJobs(out []PriorityOutcome, raise []string) error {
 		return err
 	}
 	for i, o := range out {
-		if o.Status != PriorityQueued && o.Status != PriorityMoved {
+		if o.Status != dispatch.PriorityQueued && o.Status != dispatch.PriorityMoved {
 			continue
 		}
 		if owner, ok := done[o.ID]; ok {
 			out[i].Owner = owner
 		} else {
-			out[i] = PriorityOutcome{ID: o.ID, Status: PriorityRetry}
+			out[i] = PriorityOutcome{PriorityDecision: dispatch.PriorityDecision{ID: o.ID, Status: dispatch.PriorityRetry}}
 		}
 	}
 	return nil
@@ -484,7 +347,7 @@ func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) erro
 	byOwner := map[int64][]string{}
 	for _, o := range out {
 		switch o.Status {
-		case PriorityQueued, PriorityMoved, PriorityRaised:
+		case dispatch.PriorityQueued, dispatch.PriorityMoved, dispatch.PriorityRaised:
 			if tables[o.Owner] {
 				byOwner[o.Owner] = append(byOwner[o.Owner], o.ID)
 			}
@@ -517,7 +380,7 @@ func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) erro
 			continue
 		}
 		switch o.Status {
-		case PriorityQueued, PriorityMoved, PriorityRaised:
+		case dispatch.PriorityQueued, dispatch.PriorityMoved, dispatch.PriorityRaised:
 			out[i].TellErr = failed[o.Owner]
 			out[i].Told = out[i].TellErr == nil
 		}

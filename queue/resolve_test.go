@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/testfactory"
 	"github.com/crashmonitor/monitor/queue"
@@ -91,7 +92,7 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 
 	ids := testfactory.CrashIDs("req", 10)
 	testfactory.Processor(t, pool, 0)
-	if _, err := store.Enqueue(t.Context(), ids[:3], 0, priorityCheckIn); err != nil {
+	if _, err := store.Enqueue(t.Context(), ids[:3], 0, priorityCheckIn, nil); err != nil {
 		t.Fatal(err)
 	}
 	hostile := []string{`'; DROP TABLE jobs; --`, "../../etc/passwd", strings.Repeat("x", 255), "Ünïcödé ☃", " "}
@@ -122,8 +123,8 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 			t.Errorf("request %q read twice", r.ID)
 		}
 		seen[r.ID] = true
-		if want := slices.Contains(ids[:3], r.ID); r.Queued != want {
-			t.Errorf("request %q: Queued = %v, want %v", r.ID, r.Queued, want)
+		if want := slices.Contains(ids[:3], r.ID); r.HasJob != want {
+			t.Errorf("request %q: Queued = %v, want %v", r.ID, r.HasJob, want)
 		}
 	}
 	for _, h := range hostile {
@@ -153,7 +154,7 @@ func TestClassic25_FoundQueuedWithPriority(t *testing.T) {
 	}
 	perOwner := map[int64]int{}
 	for _, o := range outs {
-		if o.Status != queue.PriorityQueued || !o.Told || !o.Resolved() || o.TellErr != nil {
+		if o.Status != dispatch.PriorityQueued || !o.Told || !o.Resolved() || o.TellErr != nil {
 			t.Errorf("outcome %+v, want queued and told", o)
 		}
 		perOwner[o.Owner]++
@@ -198,22 +199,22 @@ func TestClassic27_AlreadyQueued(t *testing.T) {
 			nowhere = append(nowhere, id)
 		}
 	}
-	if _, err := store.Enqueue(t.Context(), queued, 0, priorityCheckIn); err != nil {
+	if _, err := store.Enqueue(t.Context(), queued, 0, priorityCheckIn, nil); err != nil {
 		t.Fatal(err)
 	}
 	request(t, pool, requested...)
 	request(t, pool, nowhere...)
 
 	for round := range 2 {
-		outs := byID(resolve(t, pool, queue.PriorityBatch{Queued: requested, Drop: nowhere}))
+		outs := byID(resolve(t, pool, queue.PriorityBatch{Existing: requested, Drop: nowhere}))
 		for _, id := range requested {
 			o := outs[id]
-			if o.Status != queue.PriorityRaised || !o.Told || !o.Resolved() {
+			if o.Status != dispatch.PriorityRaised || !o.Told || !o.Resolved() {
 				t.Errorf("round %d: %s: %+v, want raised and told", round, id, o)
 			}
 		}
 		for _, id := range nowhere {
-			if o := outs[id]; o.Status != queue.PriorityDropped || !o.Resolved() {
+			if o := outs[id]; o.Status != dispatch.PriorityDropped || !o.Resolved() {
 				t.Errorf("round %d: %s: %+v, want dropped", round, id, o)
 			}
 		}
@@ -247,8 +248,8 @@ func TestResolvePriority(t *testing.T) {
 		testfactory.PriorityTable(t, pool, p, "pend-1")
 		request(t, pool, "pend-1")
 
-		o := resolve(t, pool, queue.PriorityBatch{Queued: []string{"pend-1"}})[0]
-		if o.Status != queue.PriorityRaised || !o.Told || o.Owner != p {
+		o := resolve(t, pool, queue.PriorityBatch{Existing: []string{"pend-1"}})[0]
+		if o.Status != dispatch.PriorityRaised || !o.Told || o.Owner != p {
 			t.Errorf("outcome %+v, want raised and told %d", o, p)
 		}
 		if got := pending(t, pool, p); !slices.Equal(got, []string{"pend-1"}) {
@@ -275,10 +276,10 @@ func TestResolvePriority(t *testing.T) {
 		ids := []string{"dead-1", "orphan-1"}
 		request(t, pool, ids...)
 
-		outs := byID(resolve(t, pool, queue.PriorityBatch{Queued: ids}))
+		outs := byID(resolve(t, pool, queue.PriorityBatch{Existing: ids}))
 		for id, from := range map[string]int64{"dead-1": dead, "orphan-1": 0} {
 			o := outs[id]
-			if o.Status != queue.PriorityMoved || o.From != from || o.Owner != idle || !o.Told {
+			if o.Status != dispatch.PriorityMoved || o.From != from || o.Owner != idle || !o.Told {
 				t.Errorf("%s: %+v, want moved from %d to %d (least loaded) and told", id, o, from, idle)
 			}
 			if j := job(t, pool, id); j.owner != idle || j.priority != 1 || j.started {
@@ -307,9 +308,9 @@ func TestResolvePriority(t *testing.T) {
 		request(t, pool, ids...)
 		before := job(t, pool, "ok-1")
 
-		outs := resolve(t, pool, queue.PriorityBatch{Queued: ids})
+		outs := resolve(t, pool, queue.PriorityBatch{Existing: ids})
 		for _, o := range outs {
-			if o.Status != queue.PriorityFinished || !o.Resolved() {
+			if o.Status != dispatch.PriorityFinished || !o.Resolved() {
 				t.Errorf("%+v, want finished", o)
 			}
 		}
@@ -333,7 +334,7 @@ func TestResolvePriority(t *testing.T) {
 		request(t, pool, "scan-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"scan-1"}})[0]
-		if o.Status != queue.PriorityRaised || !o.Told || o.Owner != p {
+		if o.Status != dispatch.PriorityRaised || !o.Told || o.Owner != p {
 			t.Errorf("outcome %+v, want raised and told", o)
 		}
 		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
@@ -351,15 +352,15 @@ func TestResolvePriority(t *testing.T) {
 		testfactory.Jobs(t, pool, dead, "dead", 1, testfactory.JobQueued)
 		testfactory.Jobs(t, pool, stale, "stale", 1, testfactory.JobQueued)
 		request(t, pool, "dead-1", "stale-1", "disk-1")
-		b := queue.PriorityBatch{Queued: []string{"dead-1", "stale-1"}, Found: []string{"disk-1"}}
+		b := queue.PriorityBatch{Existing: []string{"dead-1", "stale-1"}, Found: []string{"disk-1"}}
 
 		outs := byID(resolve(t, pool, b))
 		for _, id := range []string{"dead-1", "disk-1"} {
-			if o := outs[id]; o.Status != queue.PriorityWaiting || o.Resolved() {
+			if o := outs[id]; o.Status != dispatch.PriorityWaiting || o.Resolved() {
 				t.Errorf("%s: %+v, want waiting", id, o)
 			}
 		}
-		if o := outs["stale-1"]; o.Status != queue.PriorityRaised || !o.Told || o.Owner != stale {
+		if o := outs["stale-1"]; o.Status != dispatch.PriorityRaised || !o.Told || o.Owner != stale {
 			t.Errorf("stale-1: %+v, want raised and told to its stale owner", o)
 		}
 		if r := requests(t, pool); !slices.Equal(r, []string{"dead-1", "disk-1"}) {
@@ -372,12 +373,12 @@ func TestResolvePriority(t *testing.T) {
 		// A processor checks in: the same requests resolve.
 		live := testfactory.Processor(t, pool, 0)
 		testfactory.PriorityTable(t, pool, live)
-		b.Queued = []string{"dead-1"}
+		b.Existing = []string{"dead-1"}
 		outs = byID(resolve(t, pool, b))
-		if o := outs["dead-1"]; o.Status != queue.PriorityMoved || o.Owner != live || !o.Told {
+		if o := outs["dead-1"]; o.Status != dispatch.PriorityMoved || o.Owner != live || !o.Told {
 			t.Errorf("dead-1 once a processor is live: %+v", o)
 		}
-		if o := outs["disk-1"]; o.Status != queue.PriorityQueued || o.Owner != live || !o.Told {
+		if o := outs["disk-1"]; o.Status != dispatch.PriorityQueued || o.Owner != live || !o.Told {
 			t.Errorf("disk-1 once a processor is live: %+v", o)
 		}
 		if r := requests(t, pool); len(r) != 0 {
@@ -392,8 +393,8 @@ func TestResolvePriority(t *testing.T) {
 		testfactory.Jobs(t, pool, p, "q", 1, testfactory.JobQueued)
 		request(t, pool, "q-1")
 
-		o := resolve(t, pool, queue.PriorityBatch{Queued: []string{"q-1"}})[0]
-		if o.Status != queue.PriorityRaised || o.Told || o.TellErr != nil || o.Resolved() {
+		o := resolve(t, pool, queue.PriorityBatch{Existing: []string{"q-1"}})[0]
+		if o.Status != dispatch.PriorityRaised || o.Told || o.TellErr != nil || o.Resolved() {
 			t.Errorf("outcome %+v, want raised, untold, kept", o)
 		}
 		if j := job(t, pool, "q-1"); j.priority != 1 || j.owner != p {
@@ -403,7 +404,7 @@ func TestResolvePriority(t *testing.T) {
 			t.Errorf("requests = %v, want it kept until the owner can be told", r)
 		}
 		testfactory.PriorityTable(t, pool, p)
-		o = resolve(t, pool, queue.PriorityBatch{Queued: []string{"q-1"}})[0]
+		o = resolve(t, pool, queue.PriorityBatch{Existing: []string{"q-1"}})[0]
 		if !o.Told || !o.Resolved() {
 			t.Errorf("once the table exists: %+v, want told", o)
 		}
@@ -419,7 +420,7 @@ func TestResolvePriority(t *testing.T) {
 		request(t, pool, "disk-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"disk-1"}})[0]
-		if o.Status != queue.PriorityQueued || o.Owner != ready || !o.Told {
+		if o.Status != dispatch.PriorityQueued || o.Owner != ready || !o.Told {
 			t.Errorf("outcome %+v, want queued to %d (has a table), not %d", o, ready, bare)
 		}
 	})
@@ -435,7 +436,7 @@ func TestResolvePriority(t *testing.T) {
 		testfactory.Jobs(t, pool, good, "g", 1, testfactory.JobQueued)
 		request(t, pool, "b-1", "g-1", "junk")
 
-		outs := byID(resolve(t, pool, queue.PriorityBatch{Queued: []string{"b-1", "g-1"}, Drop: []string{"junk"}}))
+		outs := byID(resolve(t, pool, queue.PriorityBatch{Existing: []string{"b-1", "g-1"}, Drop: []string{"junk"}}))
 		if o := outs["b-1"]; o.Told || o.TellErr == nil || o.Resolved() {
 			t.Errorf("b-1: %+v, want a tell error, kept", o)
 		}
@@ -462,7 +463,7 @@ func TestResolvePriority(t *testing.T) {
 			t.Fatalf("%d outcomes, want %d", len(outs), len(hostile))
 		}
 		for _, o := range outs {
-			if o.Status != queue.PriorityDropped || !o.Resolved() {
+			if o.Status != dispatch.PriorityDropped || !o.Resolved() {
 				t.Errorf("%+v, want dropped", o)
 			}
 		}
@@ -534,14 +535,14 @@ func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	outs := <-done
-	if len(outs) != 1 || outs[0].Status != queue.PriorityRetry || outs[0].Resolved() {
+	if len(outs) != 1 || outs[0].Status != dispatch.PriorityRetry || outs[0].Resolved() {
 		t.Fatalf("outcomes %+v, want retry", outs)
 	}
 	if r := requests(t, pool); len(r) != 1 {
 		t.Errorf("requests = %v, want kept", r)
 	}
-	o := resolve(t, pool, queue.PriorityBatch{Queued: []string{"race-1"}})[0]
-	if o.Status != queue.PriorityRaised || !o.Told {
+	o := resolve(t, pool, queue.PriorityBatch{Existing: []string{"race-1"}})[0]
+	if o.Status != dispatch.PriorityRaised || !o.Told {
 		t.Errorf("next pass: %+v, want raised and told", o)
 	}
 	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
