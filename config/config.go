@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,8 +67,8 @@ type Setting struct {
 }
 
 // KeyError is a problem with one key of the configuration. Value is the
-// offending value as given (masked when it may hold a password), or empty
-// when the problem is not about a value.
+// offending value as given, or empty when the problem is not about a value
+// or the value may hold a password.
 type KeyError struct {
 	Key   string
 	Value string
@@ -86,45 +85,6 @@ func (e *KeyError) Error() string {
 
 // Unwrap returns the underlying problem.
 func (e *KeyError) Unwrap() error { return e.Err }
-
-// keySpec is a key with its default, as the file and the environment spell it.
-type keySpec struct {
-	name string
-	def  string
-	hot  bool // applied without a restart
-}
-
-// keys lists every configuration key with its default (CONTRACT section 2).
-// It is read-only.
-var keys = []keySpec{
-	{name: "databaseHost", def: "localhost"},
-	{name: "databasePort", def: "5432"},
-	{name: "databaseName", def: "socorro"},
-	{name: "databaseUserName", def: "socorro"},
-	{name: "databasePassword", def: ""},
-	{name: "databaseURL", def: ""},
-	{name: "storageRoot", def: ""},
-	{name: "deferredStorageRoot", def: ""},
-	{name: "storageLayout", def: "daily"},
-	{name: "jsonFileSuffix", def: ".json"},
-	{name: "dumpFileSuffix", def: ".dump"},
-	{name: "processorCheckInTime", def: "00:05:00", hot: true},
-	{name: "standardLoopDelay", def: "00:05:00", hot: true},
-	{name: "priorityLoopDelay", def: "00:01:00", hot: true},
-	{name: "cleanupJobsLoopDelay", def: "00:05:00", hot: true},
-	{name: "saveSuccessfulMinidumpsTo", def: "/tmp/socorro-successful"},
-	{name: "saveFailedMinidumpsTo", def: "/tmp/socorro-failed"},
-	{name: "dumpPermissions", def: "0660"},
-	{name: "dirPermissions", def: "0770"},
-	{name: "dumpGID", def: ""},
-	{name: "logFilePathname", def: "./monitor.log"},
-	{name: "logFileMaximumSize", def: "1000000"},
-	{name: "logFileMaximumBackupHistory", def: "50"},
-	{name: "logFileLineFormatString", def: "%(asctime)s %(levelname)s - %(message)s"},
-	{name: "logFileErrorLoggingLevel", def: "10", hot: true},
-	{name: "stderrLineFormatString", def: ""}, // empty = as logFileLineFormatString
-	{name: "stderrErrorLoggingLevel", def: "40", hot: true},
-}
 
 // Load reads the YAML file at path, applies the defaults and the MONITOR_*
 // environment overrides, and validates every key. An empty path means no
@@ -150,23 +110,17 @@ func load(path string) (*Config, error) {
 			return nil, err
 		}
 	}
-	var errs []error
-	bad := map[string]bool{}
+	var fileErrs []error
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
-		values, fileErrs, err := parseFile(data)
+		var values map[string]any
+		values, fileErrs, err = parseFile(data)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range fileErrs {
-			if ke, ok := errors.AsType[*KeyError](e); ok {
-				bad[ke.Key] = true
-			}
-		}
-		errs = fileErrs
 		// Every value arrives as the scalar's text, so viper layers
 		// defaults < file < environment over plain strings only.
 		if err := v.MergeConfigMap(values); err != nil {
@@ -174,11 +128,16 @@ func load(path string) (*Config, error) {
 		}
 	}
 	c, valueErrs := decode(v.GetString)
+	// A key the file check rejected is not reported again for its value.
+	reported := map[string]bool{}
+	for _, e := range fileErrs {
+		reported[keyOf(e)] = true
+	}
+	errs := fileErrs
 	for _, e := range valueErrs {
-		if ke, ok := errors.AsType[*KeyError](e); ok && bad[ke.Key] {
-			continue // already reported by the file check
+		if !reported[keyOf(e)] {
+			errs = append(errs, e)
 		}
-		errs = append(errs, e)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -191,51 +150,14 @@ func load(path string) (*Config, error) {
 // as numbers, an unchanged dumpGID as empty. Passwords, including one inside
 // databaseURL, print as **********.
 func (c *Config) Settings() []Setting {
-	return c.settings(true)
-}
-
-func (c *Config) settings(masked bool) []Setting {
-	password, url := c.DatabasePassword, c.DatabaseURL
-	if masked {
-		if password != "" {
-			password = mask
+	s := make([]Setting, 0, len(sortedKeys))
+	for _, k := range sortedKeys {
+		v := k.format(c)
+		if k.mask != nil {
+			v = k.mask(v)
 		}
-		url = maskDatabaseURL(url)
+		s = append(s, Setting{k.name, v})
 	}
-	gid := ""
-	if c.DumpGID >= 0 {
-		gid = strconv.Itoa(c.DumpGID)
-	}
-	s := []Setting{
-		{"databaseHost", c.DatabaseHost},
-		{"databasePort", strconv.Itoa(c.DatabasePort)},
-		{"databaseName", c.DatabaseName},
-		{"databaseUserName", c.DatabaseUserName},
-		{"databasePassword", password},
-		{"databaseURL", url},
-		{"storageRoot", c.StorageRoot},
-		{"deferredStorageRoot", c.DeferredStorageRoot},
-		{"storageLayout", c.StorageLayout},
-		{"jsonFileSuffix", c.JSONFileSuffix},
-		{"dumpFileSuffix", c.DumpFileSuffix},
-		{"processorCheckInTime", formatDuration(c.ProcessorCheckInTime)},
-		{"standardLoopDelay", formatDuration(c.StandardLoopDelay)},
-		{"priorityLoopDelay", formatDuration(c.PriorityLoopDelay)},
-		{"cleanupJobsLoopDelay", formatDuration(c.CleanupJobsLoopDelay)},
-		{"saveSuccessfulMinidumpsTo", c.SaveSuccessfulMinidumpsTo},
-		{"saveFailedMinidumpsTo", c.SaveFailedMinidumpsTo},
-		{"dumpPermissions", formatMode(c.DumpPermissions)},
-		{"dirPermissions", formatMode(c.DirPermissions)},
-		{"dumpGID", gid},
-		{"logFilePathname", c.LogFilePathname},
-		{"logFileMaximumSize", strconv.FormatInt(c.LogFileMaximumSize, 10)},
-		{"logFileMaximumBackupHistory", strconv.Itoa(c.LogFileMaximumBackupHistory)},
-		{"logFileLineFormatString", c.LogFileLineFormatString},
-		{"logFileErrorLoggingLevel", strconv.Itoa(c.LogFileErrorLoggingLevel)},
-		{"stderrLineFormatString", c.StderrLineFormatString},
-		{"stderrErrorLoggingLevel", strconv.Itoa(c.StderrErrorLoggingLevel)},
-	}
-	slices.SortFunc(s, func(a, b Setting) int { return strings.Compare(a.Key, b.Key) })
 	return s
 }
 
@@ -291,16 +213,14 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
-// Diff returns the keys whose effective value differs between prev and next,
-// sorted: hot holds those the running daemon can apply at once (the four
-// loop and check-in durations and the two logging levels), restart every
-// other one. A nil Config differs in every key.
+// Diff returns the keys whose effective value (as Settings prints it, but
+// unmasked) differs between prev and next, sorted: hot holds those the
+// running daemon can apply at once (the four loop and check-in durations and
+// the two logging levels), restart every other one. A nil Config differs in
+// every key.
 func Diff(prev, next *Config) (hot, restart []string) {
-	a, b := prev.values(), next.values()
-	for _, k := range keyNames() {
-		av, aok := a[k.name]
-		bv, bok := b[k.name]
-		if aok && bok && av == bv {
+	for _, k := range sortedKeys {
+		if prev != nil && next != nil && k.format(prev) == k.format(next) {
 			continue
 		}
 		if k.hot {
@@ -312,25 +232,6 @@ func Diff(prev, next *Config) (hot, restart []string) {
 	return hot, restart
 }
 
-// values returns every key's unmasked effective value; nil for a nil Config.
-func (c *Config) values() map[string]string {
-	if c == nil {
-		return nil
-	}
-	m := map[string]string{}
-	for _, s := range c.settings(false) {
-		m[s.Key] = s.Value
-	}
-	return m
-}
-
-// keyNames returns the key table sorted byte-wise by name.
-func keyNames() []keySpec {
-	s := slices.Clone(keys)
-	slices.SortFunc(s, func(a, b keySpec) int { return strings.Compare(a.name, b.name) })
-	return s
-}
-
 // Reload returns the configuration a running daemon switches to when next has
 // been loaded: running with next's hot settings (the loop and check-in
 // durations and the logging levels), and which keys changed, split as Diff
@@ -338,11 +239,18 @@ func keyNames() []keySpec {
 func Reload(running, next *Config) (applied *Config, hot, restart []string) {
 	hot, restart = Diff(running, next)
 	c := *running
-	c.ProcessorCheckInTime = next.ProcessorCheckInTime
-	c.StandardLoopDelay = next.StandardLoopDelay
-	c.PriorityLoopDelay = next.PriorityLoopDelay
-	c.CleanupJobsLoopDelay = next.CleanupJobsLoopDelay
-	c.LogFileErrorLoggingLevel = next.LogFileErrorLoggingLevel
-	c.StderrErrorLoggingLevel = next.StderrErrorLoggingLevel
+	for _, k := range keys {
+		if k.hot {
+			k.copy(&c, next)
+		}
+	}
 	return &c, hot, restart
+}
+
+// keyOf returns the key an error is about, or "" if it is not a *KeyError.
+func keyOf(err error) string {
+	if ke, ok := errors.AsType[*KeyError](err); ok {
+		return ke.Key
+	}
+	return ""
 }

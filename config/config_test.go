@@ -88,6 +88,19 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
+// checkParse checks parse(in): with wantErr set, that it fails with an error
+// containing wantErr; otherwise that it returns want.
+func checkParse[T comparable](t *testing.T, name string, parse func(string) (T, error), in string, want T, wantErr string) {
+	t.Helper()
+	got, err := parse(in)
+	switch {
+	case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+		t.Errorf("%s(%q) = %v, %v; want error %q", name, in, got, err, wantErr)
+	case wantErr == "" && (err != nil || got != want):
+		t.Errorf("%s(%q) = %v, %v; want %v", name, in, got, err, want)
+	}
+}
+
 func TestLoadDefaults(t *testing.T) {
 	t.Parallel()
 	got := mustLoad(t, "testdata/good_minimal.yaml")
@@ -283,13 +296,7 @@ func TestParseDuration(t *testing.T) {
 		{in: "200000:00:00:00", err: "is too long"},
 	}
 	for _, tt := range tests {
-		got, err := parseDuration(tt.in)
-		switch {
-		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-			t.Errorf("parseDuration(%q) = %v, %v; want error %q", tt.in, got, err, tt.err)
-		case tt.err == "" && (err != nil || got != tt.want):
-			t.Errorf("parseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-		}
+		checkParse(t, "parseDuration", parseDuration, tt.in, tt.want, tt.err)
 	}
 }
 
@@ -341,13 +348,7 @@ func TestParseMode(t *testing.T) {
 		{in: "", err: "is empty"},
 	}
 	for _, tt := range tests {
-		got, err := parseMode(tt.in)
-		switch {
-		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-			t.Errorf("parseMode(%q) = %v, %v; want error %q", tt.in, got, err, tt.err)
-		case tt.err == "" && (err != nil || got != tt.want):
-			t.Errorf("parseMode(%q) = %#o, %v; want %#o", tt.in, got, err, tt.want)
-		}
+		checkParse(t, "parseMode", parseMode, tt.in, tt.want, tt.err)
 	}
 }
 

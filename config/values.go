@@ -13,208 +13,156 @@ import (
 	"github.com/crashmonitor/monitor/internal/logging"
 )
 
-// decoder converts raw string values into a Config, collecting one error per
-// bad key.
-type decoder struct {
-	get  func(key string) string
-	errs []error
+// kind is how a value of type T is read from a key's text and printed back
+// for Settings. parse returns an error worded to follow the quoted value,
+// such as "is not a duration"; it never quotes the value itself.
+type kind[T any] struct {
+	parse  func(s string) (T, error)
+	format func(T) string
+	trim   bool // parse, and an error quotes, the text without surrounding space
 }
 
-func (d *decoder) fail(key, value string, err error) {
-	d.errs = append(d.errs, &KeyError{Key: key, Value: value, Err: err})
+var (
+	asText     = kind[string]{parse: func(s string) (string, error) { return s, nil }, format: itself}
+	asDir      = kind[string]{parse: parseDir, format: itself}
+	asLayout   = kind[string]{parse: parseLayout, format: itself}
+	asSuffix   = kind[string]{parse: parseSuffix, format: itself}
+	asDuration = kind[time.Duration]{parse: parseDuration, format: formatDuration}
+	asMode     = kind[fs.FileMode]{parse: parseMode, format: formatMode}
+	asLevel    = kind[int]{parse: parseLevel, format: strconv.Itoa}
+	// asLineFormat is a line format of internal/logging, such as
+	// "%(asctime)s %(message)s", or json.
+	asLineFormat = kind[string]{parse: parseLineFormat, format: itself}
+	// asGID is a group, by number or name; empty is -1, which leaves the
+	// group unchanged and prints as empty.
+	asGID = kind[int]{parse: parseGID, format: formatGID, trim: true}
+	// asDatabaseURL is empty, a postgres:// URL or a libpq key=value string.
+	asDatabaseURL = optional(kind[string]{
+		parse:  func(s string) (string, error) { return s, checkDatabaseURL(s) },
+		format: itself,
+	})
+)
+
+// asInteger is a decimal integer in lo..hi.
+func asInteger[T int | int64](lo, hi int64) kind[T] {
+	return kind[T]{
+		parse: func(s string) (T, error) {
+			n, err := parseInteger(s, lo, hi)
+			return T(n), err
+		},
+		format: func(n T) string { return strconv.FormatInt(int64(n), 10) },
+	}
 }
 
-// decode builds a Config from get, which returns each key's raw value.
-func decode(get func(key string) string) (*Config, []error) {
-	d := &decoder{get: get}
-	c := &Config{
-		DatabaseHost:     get("databaseHost"),
-		DatabasePort:     int(d.integer("databasePort", 1, 65535)),
-		DatabaseName:     get("databaseName"),
-		DatabaseUserName: get("databaseUserName"),
-		DatabasePassword: get("databasePassword"),
-		DatabaseURL:      d.databaseURL("databaseURL"),
-
-		StorageRoot:         d.dir("storageRoot"),
-		DeferredStorageRoot: d.dir("deferredStorageRoot"),
-		StorageLayout:       d.layout("storageLayout"),
-
-		JSONFileSuffix: d.suffix("jsonFileSuffix"),
-		DumpFileSuffix: d.suffix("dumpFileSuffix"),
-
-		ProcessorCheckInTime: d.duration("processorCheckInTime"),
-		StandardLoopDelay:    d.duration("standardLoopDelay"),
-		PriorityLoopDelay:    d.duration("priorityLoopDelay"),
-		CleanupJobsLoopDelay: d.duration("cleanupJobsLoopDelay"),
-
-		SaveSuccessfulMinidumpsTo: d.dir("saveSuccessfulMinidumpsTo"),
-		SaveFailedMinidumpsTo:     d.dir("saveFailedMinidumpsTo"),
-		DumpPermissions:           d.mode("dumpPermissions"),
-		DirPermissions:            d.mode("dirPermissions"),
-		DumpGID:                   d.gid("dumpGID"),
-
-		LogFilePathname:             get("logFilePathname"),
-		LogFileMaximumSize:          d.integer("logFileMaximumSize", 1, math.MaxInt64),
-		LogFileMaximumBackupHistory: int(d.integer("logFileMaximumBackupHistory", 0, math.MaxInt32)),
-		LogFileLineFormatString:     d.format("logFileLineFormatString"),
-		LogFileErrorLoggingLevel:    d.level("logFileErrorLoggingLevel"),
-		StderrLineFormatString:      d.format("stderrLineFormatString"),
-		StderrErrorLoggingLevel:     d.level("stderrErrorLoggingLevel"),
+// optional is k, except that an empty value is accepted as T's zero value.
+func optional[T any](k kind[T]) kind[T] {
+	parse := k.parse
+	k.parse = func(s string) (T, error) {
+		if s == "" {
+			var zero T
+			return zero, nil
+		}
+		return parse(s)
 	}
-	if c.StorageRoot == "" {
-		d.fail("storageRoot", "", errors.New("required"))
-	}
-	if get("stderrLineFormatString") == "" {
-		c.StderrLineFormatString = c.LogFileLineFormatString
-	}
-	if c.JSONFileSuffix != "" && c.JSONFileSuffix == c.DumpFileSuffix {
-		d.fail("dumpFileSuffix", get("dumpFileSuffix"), errors.New("is the same as jsonFileSuffix"))
-	}
-	return c, d.errs
+	return k
 }
 
-// integer reads a decimal integer in lo..hi.
-func (d *decoder) integer(key string, lo, hi int64) int64 {
-	s := d.get(key)
+func itself(s string) string { return s }
+
+// parseInteger reads a decimal integer in lo..hi.
+func parseInteger(s string, lo, hi int64) (int64, error) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		d.fail(key, s, errors.New("is not an integer"))
-		return 0
+		return 0, errors.New("is not an integer")
 	}
 	huge := hi == math.MaxInt64 || hi == math.MaxInt32
 	switch {
 	case err == nil && n >= lo && n <= hi:
-		return n
+		return n, nil
 	case huge && (n > hi || (err != nil && n > 0)):
-		d.fail(key, s, errors.New("is too large"))
+		return 0, errors.New("is too large")
 	case huge:
-		d.fail(key, s, fmt.Errorf("must be at least %d", lo))
+		return 0, fmt.Errorf("must be at least %d", lo)
 	default:
-		d.fail(key, s, fmt.Errorf("must be between %d and %d", lo, hi))
+		return 0, fmt.Errorf("must be between %d and %d", lo, hi)
 	}
-	return 0
 }
 
-// dir strips trailing slashes ("/" stays "/"); the path is otherwise kept as
-// given, relative paths being relative to the working directory.
-func (d *decoder) dir(key string) string {
-	s := d.get(key)
+// parseDir strips trailing slashes ("/" stays "/"); the path is otherwise
+// kept as given, relative paths being relative to the working directory.
+func parseDir(s string) (string, error) {
 	if t := strings.TrimRight(s, "/"); t != "" {
-		return t
+		return t, nil
 	}
 	if s != "" {
-		return "/"
+		return "/", nil
 	}
-	return ""
+	return "", nil
 }
 
-func (d *decoder) layout(key string) string {
-	s := d.get(key)
+func parseLayout(s string) (string, error) {
 	if s != "daily" && s != "flat" {
-		d.fail(key, s, errors.New("must be daily or flat"))
+		return s, errors.New("must be daily or flat")
 	}
-	return s
+	return s, nil
 }
 
-// suffix adds a missing leading dot.
-func (d *decoder) suffix(key string) string {
-	s := d.get(key)
+// parseSuffix adds a missing leading dot.
+func parseSuffix(s string) (string, error) {
 	switch {
 	case s == "":
-		d.fail(key, s, errors.New("must not be empty"))
-		return ""
+		return "", errors.New("must not be empty")
 	case strings.ContainsAny(s, "/\x00"):
-		d.fail(key, s, errors.New("must not contain a slash"))
-		return ""
+		return "", errors.New("must not contain a slash")
 	case !strings.HasPrefix(s, "."):
-		return "." + s
+		return "." + s, nil
 	}
-	return s
+	return s, nil
 }
 
-func (d *decoder) duration(key string) time.Duration {
-	s := d.get(key)
-	v, err := parseDuration(s)
-	if err != nil {
-		d.fail(key, s, err)
-	}
-	return v
-}
-
-func (d *decoder) mode(key string) fs.FileMode {
-	s := d.get(key)
-	v, err := parseMode(s)
-	if err != nil {
-		d.fail(key, s, err)
-	}
-	return v
-}
-
-func (d *decoder) level(key string) int {
-	s := d.get(key)
-	v, err := parseLevel(s)
-	if err != nil {
-		d.fail(key, s, err)
-	}
-	return v
-}
-
-func (d *decoder) format(key string) string {
-	s := d.get(key)
-	if s == "" && key == "stderrLineFormatString" {
-		return "" // as the file's; filled in by decode
-	}
+func parseLineFormat(s string) (string, error) {
 	if err := logging.ValidateFormat(s); err != nil {
-		d.fail(key, s, fmt.Errorf("is not a line format: %w", err))
+		return s, fmt.Errorf("is not a line format: %w", err)
 	}
-	return s
+	return s, nil
 }
 
-// gid resolves dumpGID: empty is -1 (unchanged), digits are a gid, anything
+// parseGID reads a gid: empty is -1 (unchanged), digits are a gid, anything
 // else is a group name.
-func (d *decoder) gid(key string) int {
-	s := strings.TrimSpace(d.get(key))
+func parseGID(s string) (int, error) {
 	if s == "" {
-		return -1
+		return -1, nil
 	}
 	if strings.Trim(s, "0123456789") == "" {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil || n > math.MaxInt32 {
-			d.fail(key, s, errors.New("is out of range for a gid"))
-			return -1
+			return -1, errors.New("is out of range for a gid")
 		}
-		return int(n)
+		return int(n), nil
 	}
 	if strings.HasPrefix(s, "-") {
-		d.fail(key, s, errors.New("is neither a group name nor a gid (leave it empty to keep the group)"))
-		return -1
+		return -1, errors.New("is neither a group name nor a gid (leave it empty to keep the group)")
 	}
 	g, err := user.LookupGroup(s)
 	if err != nil {
 		if _, ok := errors.AsType[user.UnknownGroupError](err); ok {
-			d.fail(key, s, errors.New("is not a known group"))
-		} else {
-			d.fail(key, s, fmt.Errorf("cannot look up group: %w", err))
+			return -1, errors.New("is not a known group")
 		}
-		return -1
+		return -1, fmt.Errorf("cannot look up group: %w", err)
 	}
 	n, err := strconv.Atoi(g.Gid)
 	if err != nil {
-		d.fail(key, s, fmt.Errorf("group has a non-numeric gid %q", g.Gid))
-		return -1
+		return -1, fmt.Errorf("group has a non-numeric gid %q", g.Gid)
 	}
-	return n
+	return n, nil
 }
 
-func (d *decoder) databaseURL(key string) string {
-	s := d.get(key)
-	if s == "" {
+// formatGID prints -1 (unchanged) as empty.
+func formatGID(n int) string {
+	if n < 0 {
 		return ""
 	}
-	if err := checkDatabaseURL(s); err != nil {
-		d.fail(key, "", err) // the value may hold a password: not shown
-	}
-	return s
+	return strconv.Itoa(n)
 }
 
 // errDurationSyntax is the complaint about a value that is not a duration.
