@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -16,10 +17,11 @@ import (
 // the loop once, since notifications sent while no one listened are lost.
 // Meanwhile the periodic passes find the requests anyway.
 func (l *Loop) listen(ctx context.Context) {
-	var wait time.Duration // before the next attempt
+	backoff := loop.Backoff{Min: MinListenBackoff, Max: MaxListenBackoff}
+	failures := 0 // attempts failed in a row: the next waits backoff.Delay(failures)
 	connected := false
 	for {
-		if wait > 0 && !sleep(ctx, wait) {
+		if wait := backoff.Delay(failures); wait > 0 && !loop.Sleep(ctx, wait) {
 			return
 		}
 		lis, err := l.jobs.ListenPriority(ctx)
@@ -27,9 +29,9 @@ func (l *Loop) listen(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait = grow(wait)
+			failures++
 			l.logger.WarnContext(ctx, "cannot listen for priority requests; they wait for the next pass until this works",
-				"error", err, "retry_in", wait)
+				"error", err, "retry_in", backoff.Delay(failures))
 			continue
 		}
 		if connected {
@@ -49,11 +51,11 @@ func (l *Loop) listen(ctx context.Context) {
 			return
 		}
 		if time.Since(up) >= MaxListenBackoff {
-			wait = 0
+			failures = 0
 		} else {
-			wait = grow(wait)
+			failures++
 		}
-		l.logger.WarnContext(ctx, "priority listener connection lost; reconnecting", "error", err, "retry_in", wait)
+		l.logger.WarnContext(ctx, "priority listener connection lost; reconnecting", "error", err, "retry_in", backoff.Delay(failures))
 	}
 }
 
@@ -80,23 +82,5 @@ func (l *Loop) serve(ctx context.Context, lis *queue.PriorityListener) error {
 		default:
 			return err
 		}
-	}
-}
-
-// grow is the next wait between attempts to listen: MinListenBackoff
-// doubling to MaxListenBackoff.
-func grow(wait time.Duration) time.Duration {
-	return min(max(2*wait, MinListenBackoff), MaxListenBackoff)
-}
-
-// sleep waits for d, or until ctx is done (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

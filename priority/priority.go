@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -142,15 +141,16 @@ type Result struct {
 // while Run is running.
 type Loop struct {
 	cfg    Config
-	trees  []tree
+	trees  []tree              // searched in order
+	stores []*crashstore.Store // the trees' stores, in the same order
 	jobs   jobStore
 	logger *slog.Logger
 	wake   chan struct{} // buffered 1: notifications coalesce
 
 	// Owned by the goroutine running passes.
-	kept       map[string]*keptRequest // requests left for later, by id
-	nextDue    time.Time               // the earliest retry of a kept request
-	warnedWait bool                    // "no live processor" already said for this stretch
+	kept    loop.Memory[keptRequest] // requests left for later, by id
+	nextDue time.Time                // the earliest retry of a kept request
+	noLive  loop.Episode             // no live processor: said once per stretch
 }
 
 // tree is a storage tree searched for requested crashes.
@@ -191,13 +191,17 @@ func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger
 	if deferred != nil {
 		trees = append(trees, tree{"deferred", deferred})
 	}
+	stores := make([]*crashstore.Store, len(trees))
+	for i, t := range trees {
+		stores[i] = t.store
+	}
 	return &Loop{
 		cfg:    cfg,
 		trees:  trees,
+		stores: stores,
 		jobs:   jobs,
 		logger: logger,
 		wake:   make(chan struct{}, 1),
-		kept:   map[string]*keptRequest{},
 	}
 }
 
@@ -212,17 +216,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 	}()
-	r := &loop.Runner{
-		Name:      "priority",
-		Logger:    l.logger,
-		DelayFunc: l.delay,
-		Wake:      l.wake,
-		Changed:   l.cfg.Changed,
-		Pass: func(ctx context.Context) error {
-			_, err := l.RunOnce(ctx)
-			return err
-		},
-	}
+	r := loop.Runner{Name: "priority", Logger: l.logger, DelayFunc: l.delay, Wake: l.wake, Changed: l.cfg.Changed, Pass: loop.Pass(l.RunOnce)}
 	return r.Run(ctx)
 }
 
@@ -234,6 +228,16 @@ func (l *Loop) delay() time.Duration {
 		d = min(d, max(time.Until(l.nextDue), minPause))
 	}
 	return d
+}
+
+// tree returns the tree of store.
+func (l *Loop) tree(store *crashstore.Store) tree {
+	for _, t := range l.trees {
+		if t.store == store {
+			return t
+		}
+	}
+	return l.trees[0]
 }
 
 // poke wakes the loop for a pass; wake-ups coalesce.
@@ -252,7 +256,7 @@ func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
 	// the pass; a pass that fails leaves no due time, so the runner's
 	// backoff is not cut short.
 	l.nextDue = time.Time{}
-	p := &pass{l: l, ctx: ctx, checkIn: l.cfg.CheckInFunc(), res: &res, seen: map[string]bool{}}
+	p := &pass{l: l, ctx: ctx, checkIn: l.cfg.CheckInFunc(), res: &res}
 	after := ""
 	for {
 		reqs, err := l.jobs.PriorityRequests(ctx, after, l.cfg.BatchSize)
@@ -270,17 +274,18 @@ func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
 			break
 		}
 	}
-	l.settleKept(p.seen)
+	l.settleKept()
 
-	if res.Waiting {
-		if !l.warnedWait {
-			l.warnedWait = true
+	switch {
+	case res.Waiting:
+		if l.noLive.Begin() {
 			l.logger.WarnContext(ctx, "no live processor: priority requests wait until one checks in",
 				"retry_every", l.cfg.WaitForProcessor)
 		}
-	} else if l.warnedWait && p.handedOut {
-		l.warnedWait = false
-		l.logger.InfoContext(ctx, "a processor is live again: priority requests resumed")
+	case p.handedOut:
+		if l.noLive.End() {
+			l.logger.InfoContext(ctx, "a processor is live again: priority requests resumed")
+		}
 	}
 	done := res.Queued + res.Raised + res.Moved + res.Finished + res.NotFound + res.Malformed + res.GaveUp
 	if done > 0 {
@@ -296,13 +301,10 @@ func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
 // settleKept forgets the kept requests that are no longer in priorityjobs
 // (resolved by someone else, or deleted) and computes when the next one is
 // due.
-func (l *Loop) settleKept(seen map[string]bool) {
+func (l *Loop) settleKept() {
+	l.kept.EndPass()
 	l.nextDue = time.Time{}
-	for id, k := range l.kept {
-		if !seen[id] {
-			delete(l.kept, id)
-			continue
-		}
+	for _, k := range l.kept.All() {
 		if l.nextDue.IsZero() || k.next.Before(l.nextDue) {
 			l.nextDue = k.next
 		}
@@ -315,8 +317,7 @@ type pass struct {
 	ctx       context.Context
 	checkIn   time.Duration
 	res       *Result
-	seen      map[string]bool // requests read in this pass
-	handedOut bool            // something was queued or moved
+	handedOut bool // something was queued or moved
 }
 
 // located is a requested crash found on disk.
@@ -334,7 +335,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 	var b queue.PriorityBatch
 	found := map[string]located{}
 	for _, r := range reqs {
-		p.seen[r.ID] = true
+		l.kept.Seen(r.ID)
 		if !crashstore.ValidID(r.ID) {
 			l.logger.WarnContext(p.ctx, "malformed priority request dropped: not a crash id",
 				"request", truncate(r.ID), "bytes", len(r.ID))
@@ -342,7 +343,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 			b.Drop = append(b.Drop, r.ID)
 			continue
 		}
-		k := l.kept[r.ID]
+		k := l.kept.Get(r.ID)
 		if k != nil && now.Before(k.next) {
 			p.res.Kept++
 			continue
@@ -410,33 +411,31 @@ const (
 // dropped (nowhere, or incomplete for too long).
 func (p *pass) locate(id string, now time.Time) (located, decision) {
 	l := p.l
-	for _, t := range l.trees {
-		e, err := t.store.Lookup(p.ctx, id)
-		if errors.Is(err, crashstore.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return located{}, decideKeep
-			}
-			k := l.keep(id, keptLookup, now, backoff(MinRetry, MaxRetry, l.attempts(id, keptLookup)))
-			if !k.warned {
-				k.warned = true
-				l.logger.WarnContext(p.ctx, "cannot look up a priority crash; request kept, retrying",
-					"uuid", id, "tree", t.name, "error", err, "retry_in", k.next.Sub(now).Round(time.Millisecond))
-			}
+	store, e, err := crashstore.Find(p.ctx, id, l.stores...)
+	t := l.tree(store)
+	switch {
+	case errors.Is(err, crashstore.ErrNotFound):
+		l.logger.ErrorContext(p.ctx, "priority crash was never found; request dropped", "uuid", id)
+		p.res.NotFound++
+		l.kept.Forget(id)
+		return located{}, decideDrop
+	case err != nil:
+		if p.ctx.Err() != nil {
 			return located{}, decideKeep
 		}
-		ok, err := t.store.Complete(e, l.cfg.Settle)
-		if ok {
-			return located{tree: t, entry: e}, decideFound
+		k := l.keep(id, keptLookup, now, retryDelay(l.attempts(id, keptLookup)+1))
+		if !k.warned {
+			k.warned = true
+			l.logger.WarnContext(p.ctx, "cannot look up a priority crash; request kept, retrying",
+				"uuid", id, "tree", t.name, "error", err, "retry_in", k.next.Sub(now).Round(time.Millisecond))
 		}
-		return located{}, p.incomplete(id, t, e, err, now)
+		return located{}, decideKeep
 	}
-	l.logger.ErrorContext(p.ctx, "priority crash was never found; request dropped", "uuid", id)
-	p.res.NotFound++
-	delete(l.kept, id)
-	return located{}, decideDrop
+	ok, err := store.Complete(e, l.cfg.Settle)
+	if ok {
+		return located{tree: t, entry: e}, decideFound
+	}
+	return located{}, p.incomplete(id, t, e, err, now)
 }
 
 // incomplete keeps the request of a pair that is not complete (err tells why
@@ -444,15 +443,15 @@ func (p *pass) locate(id string, now time.Time) (located, decision) {
 // after GiveUp.
 func (p *pass) incomplete(id string, t tree, e crashstore.Entry, err error, now time.Time) decision {
 	l := p.l
-	if k := l.kept[id]; k != nil && k.reason == keptIncomplete && now.Sub(k.since) >= l.cfg.GiveUp {
+	if k := l.kept.Get(id); k != nil && k.reason == keptIncomplete && now.Sub(k.since) >= l.cfg.GiveUp {
 		l.logger.ErrorContext(p.ctx, "priority crash pair never completed; request dropped, the files stay",
-			"uuid", id, "tree", t.name, "state", pairState(e, err), "waited", now.Sub(k.since).Round(time.Second))
+			"uuid", id, "tree", t.name, "state", pairState(t.store, e, err), "waited", now.Sub(k.since).Round(time.Second))
 		p.res.GaveUp++
-		delete(l.kept, id)
+		l.kept.Forget(id)
 		return decideDrop
 	}
-	k := l.keep(id, keptIncomplete, now, backoff(l.cfg.Recheck, MaxRecheck, l.attempts(id, keptIncomplete)))
-	state := pairState(e, err)
+	k := l.keep(id, keptIncomplete, now, loop.Backoff{Min: l.cfg.Recheck, Max: MaxRecheck}.Delay(l.attempts(id, keptIncomplete)+1))
+	state := pairState(t.store, e, err)
 	if !k.warned && (err != nil || state != stateWriting) {
 		k.warned = true
 		l.logger.WarnContext(p.ctx, "priority crash pair incomplete; request kept, retrying",
@@ -469,23 +468,17 @@ const (
 )
 
 // pairState tells why a pair is not complete.
-func pairState(e crashstore.Entry, err error) string {
+func pairState(s *crashstore.Store, e crashstore.Entry, err error) string {
 	if err != nil {
 		return err.Error()
 	}
-	switch {
-	case !exists(e.JSONPath):
+	switch on := s.Present(e); {
+	case !on.JSON:
 		return stateNoJSON
-	case !exists(e.DumpPath):
+	case !on.Dump:
 		return stateNoDump
 	}
 	return stateWriting
-}
-
-// exists reports whether something is at path.
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
 }
 
 // record logs one outcome, counts it and updates the kept requests.
@@ -493,7 +486,7 @@ func (p *pass) record(o queue.PriorityOutcome, loc located, now time.Time) {
 	l := p.l
 	ctx := p.ctx
 	if o.Resolved() {
-		delete(l.kept, o.ID)
+		l.kept.Forget(o.ID)
 	}
 	switch o.Status {
 	case dispatch.PriorityQueued, dispatch.PriorityRaised, dispatch.PriorityMoved:
@@ -535,7 +528,7 @@ func (p *pass) untold(o queue.PriorityOutcome, now time.Time) {
 	l := p.l
 	p.res.Kept++
 	if o.TellErr != nil {
-		k := l.keep(o.ID, keptTell, now, backoff(MinRetry, MaxRetry, l.attempts(o.ID, keptTell)))
+		k := l.keep(o.ID, keptTell, now, retryDelay(l.attempts(o.ID, keptTell)+1))
 		if !k.warned {
 			k.warned = true
 			l.logger.ErrorContext(p.ctx, "cannot tell a processor about a priority crash; request kept, retrying",
@@ -554,10 +547,10 @@ func (p *pass) untold(o queue.PriorityOutcome, now time.Time) {
 // keep records that the request id is kept for reason and looked at again
 // after wait. A new reason starts a new stretch.
 func (l *Loop) keep(id, reason string, now time.Time, wait time.Duration) *keptRequest {
-	k := l.kept[id]
+	k := l.kept.Get(id)
 	if k == nil || k.reason != reason {
 		k = &keptRequest{reason: reason, since: now}
-		l.kept[id] = k
+		l.kept.Replace(id, k)
 	}
 	k.attempts++
 	k.next = now.Add(wait)
@@ -567,22 +560,16 @@ func (l *Loop) keep(id, reason string, now time.Time, wait time.Duration) *keptR
 // attempts returns how many times the request id was kept for reason in a
 // row.
 func (l *Loop) attempts(id, reason string) int {
-	if k := l.kept[id]; k != nil && k.reason == reason {
+	if k := l.kept.Get(id); k != nil && k.reason == reason {
 		return k.attempts
 	}
 	return 0
 }
 
-// backoff is first doubled n times, capped at limit.
-func backoff(first, limit time.Duration, n int) time.Duration {
-	d := first
-	for range n {
-		if d >= limit {
-			break
-		}
-		d *= 2
-	}
-	return min(d, limit)
+// retryDelay is the wait before the next look at a request whose lookup or
+// telling failed n times in a row.
+func retryDelay(n int) time.Duration {
+	return loop.Backoff{Min: MinRetry, Max: MaxRetry}.Delay(n)
 }
 
 // truncate cuts a request to at most maxLogged bytes, on a character

@@ -21,10 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/dispatch"
@@ -96,11 +93,11 @@ type Scanner struct {
 	watch   *watcher      // nil when the inbox is not watched
 
 	// Owned by the goroutine running passes.
-	next       time.Duration          // the pause after the last pass, when shorter than the delay
-	incomplete map[string]*incomplete // pairs seen incomplete, by id
-	warnedWait bool                   // "no live processor" already said for this stretch
-	lastReap   time.Time              // when the last dead-processor sweep started
-	firstPass  chan struct{}          // closed when a pass first completes
+	next       time.Duration           // the pause after the last pass, when shorter than the delay
+	incomplete loop.Memory[incomplete] // pairs seen incomplete, by id
+	noLive     loop.Episode            // no live processor: said once per stretch
+	lastReap   time.Time               // when the last dead-processor sweep started
+	firstPass  chan struct{}           // closed when a pass first completes
 }
 
 // incomplete is what the scanner remembers of a pair seen incomplete.
@@ -117,13 +114,12 @@ func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logg
 	cfg.WriteWindow = cmp.Or(cfg.WriteWindow, DefaultWriteWindow)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	return &Scanner{
-		cfg:        cfg,
-		crashes:    crashes,
-		jobs:       jobs,
-		logger:     logger,
-		wake:       make(chan struct{}, 1),
-		incomplete: map[string]*incomplete{},
-		firstPass:  make(chan struct{}),
+		cfg:       cfg,
+		crashes:   crashes,
+		jobs:      jobs,
+		logger:    logger,
+		wake:      make(chan struct{}, 1),
+		firstPass: make(chan struct{}),
 	}
 }
 
@@ -143,17 +139,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 		defer func() { s.watch = nil; w.close() }()
 		go w.run(ctx)
 	}
-	r := &loop.Runner{
-		Name:      "scanner",
-		Logger:    s.logger,
-		DelayFunc: s.delay,
-		Wake:      s.wake,
-		Changed:   s.cfg.Changed,
-		Pass: func(ctx context.Context) error {
-			_, err := s.RunOnce(ctx)
-			return err
-		},
-	}
+	r := loop.Runner{Name: "scanner", Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed, Pass: loop.Pass(s.RunOnce)}
 	return r.Run(ctx)
 }
 
@@ -197,12 +183,14 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	res.Reaped = reaped
 	s.logReap(ctx, reaped)
 
-	p := pass{s: s, checkIn: checkIn, res: &res, seen: map[string]bool{}}
+	p := pass{s: s, checkIn: checkIn, res: &res}
 	err = p.run(ctx)
 	if errors.Is(err, errWaiting) {
 		err = nil
 	}
-	s.forgetGone(p.seen)
+	// Forget the pairs no longer incomplete in the inbox, so the memory
+	// stays as small as the set of pairs being written.
+	s.incomplete.EndPass()
 	if err != nil {
 		return res, err
 	}
@@ -233,206 +221,6 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 		s.logger.DebugContext(ctx, "scan pass", "incomplete", res.Incomplete, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return res, nil
-}
-
-// errWaiting ends a walk when no processor is live: nothing more can be
-// queued this pass.
-var errWaiting = errors.New("waiting for a live processor")
-
-// pass is the state of one walk. A pass is a pipeline of three goroutines
-// handing batches along channels of capacity one: the walk collects complete
-// pairs into batches; the queuer inserts each batch in one transaction; the
-// unlinker removes the inbox links of each committed batch. So the disk work
-// of one batch overlaps the database work of the next, while each batch still
-// reaches the unlinker only after its commit, and batches are committed in
-// walk order. At most three batches are in flight, which bounds memory.
-type pass struct {
-	s       *Scanner
-	checkIn time.Duration
-
-	// Owned by the walk.
-	batch   []crashstore.Entry
-	seen    map[string]bool // incomplete pairs met in this pass
-	writing int             // incomplete pairs still inside their write window
-	toQueue chan<- []crashstore.Entry
-	ctx     context.Context // the pipeline's: done when a stage fails
-
-	// Owned by the queuer until the pipeline has stopped.
-	res   *Result
-	loads dispatch.Loads // the live processors' loads, carried from batch to batch
-}
-
-// run walks the inbox and queues what it finds, returning when every stage
-// has stopped: the first stage error (errWaiting included) cancels the rest.
-func (p *pass) run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	toQueue := make(chan []crashstore.Entry, 1)
-	toUnlink := make(chan []crashstore.Entry, 1)
-	p.toQueue, p.ctx = toQueue, gctx
-	g.Go(func() error {
-		defer close(toUnlink)
-		for batch := range toQueue {
-			if err := p.queue(gctx, batch); err != nil {
-				return err
-			}
-			select {
-			case toUnlink <- batch:
-			case <-gctx.Done():
-				// Committed but not unlinked: the next walk meets these
-				// links again and removes them (ON CONFLICT).
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
-	g.Go(func() error {
-		for batch := range toUnlink {
-			p.unlink(ctx, batch)
-		}
-		return nil
-	})
-	err := p.s.crashes.Walk(gctx, p.visit)
-	if err == nil {
-		err = p.send()
-	}
-	close(toQueue)
-	if gerr := g.Wait(); gerr != nil {
-		// A stage error also ends the walk with gctx's error: report the
-		// cause.
-		return gerr
-	}
-	return err
-}
-
-// visit handles one inbox entry of the walk.
-func (p *pass) visit(e crashstore.Entry) error {
-	ok, err := p.s.crashes.Complete(e, p.s.cfg.Settle)
-	if err != nil {
-		p.noteIncomplete(e, err)
-		return nil
-	}
-	if !ok {
-		p.noteIncomplete(e, nil)
-		return nil
-	}
-	p.batch = append(p.batch, e)
-	if len(p.batch) >= p.s.cfg.BatchSize {
-		return p.send()
-	}
-	return nil
-}
-
-// send hands the walk's batch to the queuer.
-func (p *pass) send() error {
-	if len(p.batch) == 0 {
-		return nil
-	}
-	select {
-	case p.toQueue <- p.batch:
-		p.batch = make([]crashstore.Entry, 0, p.s.cfg.BatchSize)
-		return nil
-	case <-p.ctx.Done():
-		return p.ctx.Err()
-	}
-}
-
-// noteIncomplete notes a pair that cannot be queued yet: one still being
-// written is rechecked soon while inside its write window, then on the
-// normal delay; a stuck or broken one (err, e.g. its name directory is gone)
-// is reported once and left in the inbox.
-func (p *pass) noteIncomplete(e crashstore.Entry, err error) {
-	p.res.Incomplete++
-	p.seen[e.ID] = true
-	now := time.Now()
-	in, ok := p.s.incomplete[e.ID]
-	if !ok {
-		in = &incomplete{since: now}
-		p.s.incomplete[e.ID] = in
-	}
-	if err == nil && now.Sub(in.since) < p.s.cfg.WriteWindow {
-		p.writing++
-		return
-	}
-	if in.warned {
-		return
-	}
-	in.warned = true
-	if err != nil {
-		p.s.logger.WarnContext(p.ctx, "cannot queue a crash: its inbox entry is broken; left in place",
-			"uuid", e.ID, "link", e.DateLink, "error", err)
-		return
-	}
-	p.s.logger.WarnContext(p.ctx, "crash pair still incomplete; it will be queued when both files are written",
-		"uuid", e.ID, "json", e.JSONPath, "dump", e.DumpPath, "since", in.since.Format(time.RFC3339))
-}
-
-// queue inserts a batch in one transaction.
-func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
-	ids := make([]string, len(batch))
-	for i, e := range batch {
-		ids[i] = e.ID
-	}
-	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn, &p.loads)
-	if errors.Is(err, queue.ErrNoLiveProcessor) {
-		p.res.Waiting = true
-		if !p.s.warnedWait {
-			p.s.warnedWait = true
-			p.s.logger.WarnContext(ctx, "no live processor: crashes wait in the inbox until one checks in",
-				"waiting_at_least", len(ids))
-		}
-		return errWaiting
-	}
-	if err != nil {
-		return err
-	}
-	if p.s.warnedWait {
-		p.s.warnedWait = false
-		p.s.logger.InfoContext(ctx, "a processor is live again: queuing resumed")
-	}
-	p.res.Queued += len(r.Queued)
-	p.res.Existing += len(r.Existing)
-	if p.s.logger.Enabled(ctx, slog.LevelDebug) { // a line per crash: skip building them unless wanted
-		for _, a := range r.Queued {
-			p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
-		}
-	}
-	return nil
-}
-
-// unlinkWorkers is how many goroutines remove the links of a batch. Link
-// removal is the costliest part of a pass (two unlinks a pair, in many
-// directories); spread over a few workers the kernel overlaps them, which on
-// the 2-core development VM's ext4 made passes up to half again faster.
-const unlinkWorkers = 4
-
-// unlink removes the inbox links of a committed batch: every id of it now
-// has a row (new or existing). Each entry's links go in RemoveLinks's order
-// in one goroutine; the order across entries does not matter.
-func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
-	var wg sync.WaitGroup
-	for w := range unlinkWorkers {
-		wg.Go(func() {
-			for i := w; i < len(batch); i += unlinkWorkers {
-				e := batch[i]
-				if err := p.s.crashes.RemoveLinks(e); err != nil {
-					// The job exists; the next pass will find the link, see
-					// the row (ON CONFLICT) and try the removal again.
-					p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// forgetGone drops the bookkeeping of pairs no longer incomplete in the
-// inbox, so it stays as small as the set of pairs being written.
-func (s *Scanner) forgetGone(seen map[string]bool) {
-	for id := range s.incomplete {
-		if !seen[id] {
-			delete(s.incomplete, id)
-		}
-	}
 }
 
 // logReap reports a dead-processor sweep that did something.

@@ -1,7 +1,10 @@
-// Package loop runs the monitor's scheduled passes: a pass at once, then one
-// every delay, sooner when woken, with capped backoff after failures. The
-// scanner, priority and cleanup loops are each a Runner around their own
-// RunOnce.
+// Package loop is the kit every loop of the monitor is built from: the
+// Runner that schedules passes (a pass at once, then one every delay, sooner
+// when woken, with capped backoff after failures; the scanner, priority and
+// cleanup loops are each a Runner around their own RunOnce), the capped
+// exponential Backoff every retry uses, the Episode that logs a lasting
+// condition once when it starts and once when it ends, and the Memory of
+// per-crash bookkeeping across passes.
 package loop
 
 import (
@@ -116,11 +119,7 @@ func waitFor(delay time.Duration, failures int) time.Duration {
 	if failures == 0 {
 		return delay
 	}
-	backoff := MinBackoff
-	for i := 1; i < failures && backoff < MaxBackoff; i++ {
-		backoff *= 2
-	}
-	return min(backoff, MaxBackoff, delay)
+	return min(Backoff{Min: MinBackoff, Max: MaxBackoff}.Delay(failures), delay)
 }
 
 // ErrFatal marks a pass error after which the daemon cannot usefully go on

@@ -1,0 +1,200 @@
+package scanner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/dispatch"
+	"github.com/crashmonitor/monitor/queue"
+	"golang.org/x/sync/errgroup"
+)
+
+// errWaiting ends a walk when no processor is live: nothing more can be
+// queued this pass.
+var errWaiting = errors.New("waiting for a live processor")
+
+// pass is the state of one walk. A pass is a pipeline of three goroutines
+// handing batches along channels of capacity one: the walk collects complete
+// pairs into batches; the queuer inserts each batch in one transaction; the
+// unlinker removes the inbox links of each committed batch. So the disk work
+// of one batch overlaps the database work of the next, while each batch still
+// reaches the unlinker only after its commit, and batches are committed in
+// walk order. At most three batches are in flight, which bounds memory.
+type pass struct {
+	s       *Scanner
+	checkIn time.Duration
+
+	// Owned by the walk.
+	batch   []crashstore.Entry
+	writing int // incomplete pairs still inside their write window
+	toQueue chan<- []crashstore.Entry
+	ctx     context.Context // the pipeline's: done when a stage fails
+
+	// Owned by the queuer until the pipeline has stopped.
+	res   *Result
+	loads dispatch.Loads // the live processors' loads, carried from batch to batch
+}
+
+// run walks the inbox and queues what it finds, returning when every stage
+// has stopped: the first stage error (errWaiting included) cancels the rest.
+func (p *pass) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	toQueue := make(chan []crashstore.Entry, 1)
+	toUnlink := make(chan []crashstore.Entry, 1)
+	p.toQueue, p.ctx = toQueue, gctx
+	g.Go(func() error {
+		defer close(toUnlink)
+		for batch := range toQueue {
+			if err := p.queue(gctx, batch); err != nil {
+				return err
+			}
+			select {
+			case toUnlink <- batch:
+			case <-gctx.Done():
+				// Committed but not unlinked: the next walk meets these
+				// links again and removes them (ON CONFLICT).
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for batch := range toUnlink {
+			p.unlink(ctx, batch)
+		}
+		return nil
+	})
+	err := p.s.crashes.Walk(gctx, p.visit)
+	if err == nil {
+		err = p.send()
+	}
+	close(toQueue)
+	if gerr := g.Wait(); gerr != nil {
+		// A stage error also ends the walk with gctx's error: report the
+		// cause.
+		return gerr
+	}
+	return err
+}
+
+// visit handles one inbox entry of the walk.
+func (p *pass) visit(e crashstore.Entry) error {
+	ok, err := p.s.crashes.Complete(e, p.s.cfg.Settle)
+	if err != nil {
+		p.noteIncomplete(e, err)
+		return nil
+	}
+	if !ok {
+		p.noteIncomplete(e, nil)
+		return nil
+	}
+	p.batch = append(p.batch, e)
+	if len(p.batch) >= p.s.cfg.BatchSize {
+		return p.send()
+	}
+	return nil
+}
+
+// send hands the walk's batch to the queuer.
+func (p *pass) send() error {
+	if len(p.batch) == 0 {
+		return nil
+	}
+	select {
+	case p.toQueue <- p.batch:
+		p.batch = make([]crashstore.Entry, 0, p.s.cfg.BatchSize)
+		return nil
+	case <-p.ctx.Done():
+		return p.ctx.Err()
+	}
+}
+
+// noteIncomplete notes a pair that cannot be queued yet: one still being
+// written is rechecked soon while inside its write window, then on the
+// normal delay; a stuck or broken one (err, e.g. its name directory is gone)
+// is reported once and left in the inbox.
+func (p *pass) noteIncomplete(e crashstore.Entry, err error) {
+	p.res.Incomplete++
+	p.s.incomplete.Seen(e.ID)
+	now := time.Now()
+	in, added := p.s.incomplete.Remember(e.ID)
+	if added {
+		in.since = now
+	}
+	if err == nil && now.Sub(in.since) < p.s.cfg.WriteWindow {
+		p.writing++
+		return
+	}
+	if in.warned {
+		return
+	}
+	in.warned = true
+	if err != nil {
+		p.s.logger.WarnContext(p.ctx, "cannot queue a crash: its inbox entry is broken; left in place",
+			"uuid", e.ID, "link", e.DateLink, "error", err)
+		return
+	}
+	p.s.logger.WarnContext(p.ctx, "crash pair still incomplete; it will be queued when both files are written",
+		"uuid", e.ID, "json", e.JSONPath, "dump", e.DumpPath, "since", in.since.Format(time.RFC3339))
+}
+
+// queue inserts a batch in one transaction.
+func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
+	ids := make([]string, len(batch))
+	for i, e := range batch {
+		ids[i] = e.ID
+	}
+	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn, &p.loads)
+	if errors.Is(err, queue.ErrNoLiveProcessor) {
+		p.res.Waiting = true
+		if p.s.noLive.Begin() {
+			p.s.logger.WarnContext(ctx, "no live processor: crashes wait in the inbox until one checks in",
+				"waiting_at_least", len(ids))
+		}
+		return errWaiting
+	}
+	if err != nil {
+		return err
+	}
+	if p.s.noLive.End() {
+		p.s.logger.InfoContext(ctx, "a processor is live again: queuing resumed")
+	}
+	p.res.Queued += len(r.Queued)
+	p.res.Existing += len(r.Existing)
+	if p.s.logger.Enabled(ctx, slog.LevelDebug) { // a line per crash: skip building them unless wanted
+		for _, a := range r.Queued {
+			p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)
+		}
+	}
+	return nil
+}
+
+// unlinkWorkers is how many goroutines remove the links of a batch. Link
+// removal is the costliest part of a pass (two unlinks a pair, in many
+// directories); spread over a few workers the kernel overlaps them, which on
+// the 2-core development VM's ext4 made passes up to half again faster.
+const unlinkWorkers = 4
+
+// unlink removes the inbox links of a committed batch: every id of it now
+// has a row (new or existing). Each entry's links go in RemoveLinks's order
+// in one goroutine; the order across entries does not matter.
+func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
+	var wg sync.WaitGroup
+	for w := range unlinkWorkers {
+		wg.Go(func() {
+			for i := w; i < len(batch); i += unlinkWorkers {
+				e := batch[i]
+				if err := p.s.crashes.RemoveLinks(e); err != nil {
+					// The job exists; the next pass will find the link, see
+					// the row (ON CONFLICT) and try the removal again.
+					p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
