@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/crashmonitor/monitor/app"
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
@@ -29,7 +30,6 @@ const (
 	connectTimeout    = 10 * time.Second // one connection attempt
 	connectBackoffMax = 30 * time.Second // cap of the wait between attempts
 	shutdownTimeout   = 15 * time.Second // loops must have returned by then
-	poolMaxConns      = 8
 )
 
 // cmdRun is `monitor run`: the daemon in the foreground until SIGTERM or
@@ -164,7 +164,7 @@ func (d *daemon) run(ctx context.Context) error {
 // connect opens the pool and waits until the database answers, retrying with
 // capped exponential backoff and logging each failure, until ctx is done.
 func (d *daemon) connect(ctx context.Context) (*pgxpool.Pool, error) {
-	pool, err := newPool(d.cfg.Load())
+	pool, err := app.OpenPool(d.cfg.Load())
 	if err != nil {
 		return nil, err
 	}
@@ -263,36 +263,4 @@ func (d *daemon) storeOptions(gid int, logger *slog.Logger) crashstore.Options {
 		GID:        gid,
 		Problem:    logging.NewProblemLog(logger, 10000).Report,
 	}
-}
-
-// newPool builds the connection pool from the configuration; it does not
-// connect.
-func newPool(cfg *config.Config) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.ConnString())
-	if err != nil {
-		return nil, usageError(fmt.Errorf("database connection settings: %w", err))
-	}
-	pcfg.MaxConns = poolMaxConns
-	pcfg.ConnConfig.ConnectTimeout = connectTimeout
-	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		pcfg.ConnConfig.RuntimeParams["application_name"] = "monitor"
-	}
-	return pgxpool.NewWithConfig(context.Background(), pcfg)
-}
-
-// connectOnce opens a pool and checks the database answers, for the
-// short-lived commands (migrate, status, prioritize): they fail at once
-// instead of retrying.
-func connectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
-	pool, err := newPool(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to the database: %w", err)
-	}
-	return pool, nil
 }
