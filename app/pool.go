@@ -10,10 +10,11 @@ import (
 	"github.com/crashmonitor/monitor/config"
 )
 
-// Pool bounds.
+// Connection bounds.
 const (
-	connectTimeout = 10 * time.Second // one connection attempt
-	poolMaxConns   = 8
+	connectTimeout    = 10 * time.Second // one connection attempt
+	connectBackoffMax = 30 * time.Second // cap of the wait between attempts
+	poolMaxConns      = 8
 )
 
 // SettingsError is OpenPool's error when the configuration's connection
@@ -60,4 +61,36 @@ func ConnectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error)
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
 	return pool, nil
+}
+
+// connect opens the pool and waits until the database answers, retrying
+// with exponential backoff (1 s doubling up to 30 s) and logging each
+// failure, until ctx is done.
+func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := OpenPool(a.cfg.Load())
+	if err != nil {
+		return nil, err
+	}
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err := pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			a.logger.Info("connected to the database", "attempts", attempt)
+			return pool, nil
+		}
+		if ctx.Err() != nil {
+			pool.Close()
+			return nil, ctx.Err()
+		}
+		a.logger.Error("database unreachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, connectBackoffMax)
+	}
 }
