@@ -85,7 +85,11 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	defer pool.Close()
+	// pool.Close waits until every connection is back; after a stop that
+	// timed out a loop may still hold one, so the pool is then closed in the
+	// background instead, and Run keeps its bound.
+	closePool := pool.Close
+	defer func() { closePool() }()
 	store := queue.NewStore(pool)
 	if err := store.CheckSchema(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -108,6 +112,7 @@ func (a *App) Run(ctx context.Context) error {
 	select {
 	case err = <-done:
 	case <-time.After(shutdownTimeout):
+		closePool = func() { go pool.Close() }
 		return fmt.Errorf("loops still running %s after the stop signal; exiting anyway", shutdownTimeout)
 	}
 	if err != nil {
