@@ -60,12 +60,13 @@ func (a *App) Reload() {
 	}
 }
 
-// Run runs the daemon until ctx is done or a loop fails, and returns once
-// everything it started has stopped. It returns nil when ctx ends it, even
-// before the database could be reached; an error when the database cannot be
-// used (a schema this build cannot work with, unparsable connection settings),
-// when a loop fails, or when the loops have not stopped 15 seconds after the
-// end of ctx (they are then left running). Run is called at most once.
+// Run runs the daemon until ctx is done or a loop fails, then stops what it
+// started and returns. It returns nil when ctx ends it, even before the
+// database could be reached; an error when the database cannot be used (a
+// schema missing, older or newer than this build expects, unparsable
+// connection settings) or a loop fails. The stop is bounded: loops still
+// running 15 seconds after the end of ctx are left behind and Run returns an
+// error saying so. Run is called at most once.
 func (a *App) Run(ctx context.Context) error {
 	cfg := a.cfg.Load()
 	log := a.logger.Logger
