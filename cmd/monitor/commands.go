@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/app"
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/queue"
@@ -47,6 +49,16 @@ func loadConfigNoArgs(f *flags, args []string) (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, noArgs(positional)
+}
+
+// connectOnce is app.ConnectOnce, with connection settings that cannot be
+// parsed reported as a usage error (exit 2).
+func connectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
+	pool, err := app.ConnectOnce(ctx, cfg)
+	if _, ok := errors.AsType[*app.SettingsError](err); ok {
+		return nil, usageError(err)
+	}
+	return pool, err
 }
 
 // openStore connects and checks the schema is the one this binary expects,

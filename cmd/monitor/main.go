@@ -1,7 +1,8 @@
 // Command monitor keeps a Socorro-style crash processing pipeline moving: it
 // queues new crash pairs as jobs for live processors, answers priority
-// requests and archives finished pairs. See the README for the operator's
-// manual and ../shared/CONTRACT.md for the outside contract.
+// requests and archives finished pairs. This package is the process: flags,
+// subcommands, signals and exit codes; the running daemon is package app.
+// See the README for the operator's manual.
 package main
 
 import (
@@ -14,7 +15,7 @@ import (
 	"strings"
 )
 
-// Exit codes of every subcommand (CONTRACT section 1).
+// Exit codes of every subcommand, as the README's command table lists them.
 const (
 	exitOK      = 0
 	exitFailure = 1 // a runtime error: the database, the filesystem

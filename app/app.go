@@ -1,0 +1,124 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/internal/logging"
+	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/queue"
+)
+
+// shutdownTimeout bounds the stop: the loops must have returned by then.
+const shutdownTimeout = 15 * time.Second
+
+// Options is what the caller knows that the configuration does not say.
+type Options struct {
+	// Version is the build's version, logged at start.
+	Version string
+	// ConfigPath is the configuration file: logged at start, watched for
+	// edits and re-read by a reload. Empty means no file: a reload then
+	// reads the defaults and the environment.
+	ConfigPath string
+}
+
+// App is the monitor daemon: its configuration, logger and loops.
+type App struct {
+	logger *logging.Logger
+	opts   Options
+	// cfg is the running configuration; a reload swaps in a copy whose
+	// hot-reloadable settings changed and then notifies changed.
+	cfg     atomic.Pointer[config.Config]
+	changed loop.Broadcast
+	// reloads holds at most one pending reload request.
+	reloads chan struct{}
+}
+
+// New returns the daemon for cfg, logging to logger. It starts nothing; the
+// caller keeps ownership of logger and closes it after Run has returned.
+func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
+	a := &App{logger: logger, opts: opts, reloads: make(chan struct{}, 1)}
+	a.cfg.Store(cfg)
+	return a
+}
+
+// Reload asks the running daemon to re-read its configuration file; the
+// settings that can change without a restart take effect at once. It does
+// not wait: requests made before the watcher runs (while Run still connects)
+// are kept, several pending requests make one reload, and a request made
+// after Run has returned is ignored. It is safe to call from any goroutine.
+func (a *App) Reload() {
+	select {
+	case a.reloads <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Run runs the daemon until ctx is done or a loop fails, then stops what it
+// started and returns. It returns nil when ctx ends it, even before the
+// database could be reached; an error when the database cannot be used (a
+// schema missing, older or newer than this build expects, unparsable
+// connection settings) or a loop fails. The stop is bounded: loops still
+// running 15 seconds after the end of ctx are left behind and Run returns an
+// error saying so. Run is called at most once.
+func (a *App) Run(ctx context.Context) error {
+	cfg := a.cfg.Load()
+	log := a.logger.Logger
+	log.Info("monitor starting", "version", a.opts.Version, "pid", os.Getpid(), "config", a.opts.ConfigPath)
+	for _, s := range cfg.Settings() {
+		log.Info("config", s.Key, s.Value)
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
+
+	pool, err := a.connect(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("monitor stopped before the database was reachable")
+			return nil
+		}
+		return err
+	}
+	// pool.Close waits until every connection is back; after a stop that
+	// timed out a loop may still hold one, so the pool is then closed in the
+	// background instead, and Run keeps its bound.
+	closePool := pool.Close
+	defer func() { closePool() }()
+	store := queue.NewStore(pool)
+	if err := store.CheckSchema(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("check schema: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.watchConfig(gctx) })
+	a.startLoops(gctx, g, store)
+	log.Info("monitor started")
+
+	<-gctx.Done()
+	if ctx.Err() != nil {
+		log.Info("monitor stopping", "timeout", shutdownTimeout)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(shutdownTimeout):
+		closePool = func() { go pool.Close() }
+		return fmt.Errorf("loops still running %s after the stop signal; exiting anyway", shutdownTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("monitor stopped")
+	return nil
+}

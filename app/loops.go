@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crashmonitor/monitor/cleanup"
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/logging"
+	"github.com/crashmonitor/monitor/priority"
+	"github.com/crashmonitor/monitor/queue"
+	"github.com/crashmonitor/monitor/scanner"
+)
+
+// startLoops builds the scanner, priority and cleanup loops on store and
+// runs each in g until ctx is done. Their delays and processorCheckInTime
+// are read from the running configuration before every wait, and a reload
+// wakes them.
+func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.Store) {
+	cfg := a.cfg.Load()
+	scanLog := a.loggerFor("scanner")
+	sc := scanner.New(scanner.Config{
+		DelayFunc:   func() time.Duration { return a.cfg.Load().StandardLoopDelay },
+		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Changed:     a.changed.C,
+	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
+	g.Go(func() error { return sc.Run(ctx) })
+
+	prioLog := a.loggerFor("priority")
+	var deferred *crashstore.Store
+	if cfg.DeferredStorageRoot != "" {
+		deferred = a.crashStore(cfg.DeferredStorageRoot, prioLog)
+	}
+	pr := priority.New(priority.Config{
+		DelayFunc:   func() time.Duration { return a.cfg.Load().PriorityLoopDelay },
+		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Changed:     a.changed.C,
+	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
+	g.Go(func() error { return pr.Run(ctx) })
+
+	cl := a.newCleaner(store, sc.FirstPassDone(), a.loggerFor("cleanup"))
+	g.Go(func() error { return cl.Run(ctx) })
+}
+
+// newCleaner builds the cleanup loop from the running configuration. The
+// storage roots and the archive settings (saveSuccessfulMinidumpsTo,
+// saveFailedMinidumpsTo, dumpPermissions, dirPermissions, dumpGID) need a
+// restart, so they are read once here; cleanupJobsLoopDelay is read before
+// every wait.
+// Its first pass waits for ready (the scanner's first pass).
+func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog.Logger) *cleanup.Cleaner {
+	cfg := a.cfg.Load()
+	trees := cleanup.Trees{Standard: a.crashStore(cfg.StorageRoot, logger)}
+	if cfg.DeferredStorageRoot != "" {
+		trees.Deferred = a.crashStore(cfg.DeferredStorageRoot, logger)
+	}
+	archive := func(root string) *crashstore.Store {
+		if root == "" {
+			return nil // empty setting: delete the pairs
+		}
+		return crashstore.New(root, a.storeOptions(cfg.DumpGID, logger))
+	}
+	trees.Successful = archive(cfg.SaveSuccessfulMinidumpsTo)
+	trees.Failed = archive(cfg.SaveFailedMinidumpsTo)
+	return cleanup.New(cleanup.Config{
+		DelayFunc: func() time.Duration { return a.cfg.Load().CleanupJobsLoopDelay },
+		Changed:   a.changed.C,
+		Ready:     ready,
+	}, trees, store, logger)
+}
+
+// loggerFor returns the logger of a loop: its lines carry the loop's name.
+func (a *App) loggerFor(name string) *slog.Logger {
+	return a.logger.With(logging.LoopKey, name)
+}
+
+// crashStore opens a storage tree with the configured layout; problems met
+// in it (malformed names, dangling links) are logged once per path.
+func (a *App) crashStore(root string, logger *slog.Logger) *crashstore.Store {
+	return crashstore.New(root, a.storeOptions(-1, logger))
+}
+
+// storeOptions are the crashstore options of the running configuration:
+// layout, suffixes and modes; files and directories made get the group gid
+// when it is positive; problems are logged once per path.
+func (a *App) storeOptions(gid int, logger *slog.Logger) crashstore.Options {
+	cfg := a.cfg.Load()
+	return crashstore.Options{
+		Layout:     crashstore.Layout(cfg.StorageLayout),
+		JSONSuffix: cfg.JSONFileSuffix,
+		DumpSuffix: cfg.DumpFileSuffix,
+		DirPerm:    cfg.DirPermissions,
+		FilePerm:   cfg.DumpPermissions,
+		GID:        gid,
+		Problem:    logging.NewProblemLog(logger, 10000).Report,
+	}
+}
