@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/internal/loop"
 )
 
 // Connection bounds.
@@ -71,7 +72,7 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	wait := time.Second
+	backoff := loop.Backoff{Min: time.Second, Max: connectBackoffMax}
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		err := pool.Ping(pctx)
@@ -84,13 +85,11 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 			pool.Close()
 			return nil, ctx.Err()
 		}
+		wait := backoff.Delay(attempt)
 		a.logger.Error("database unreachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		if !loop.Sleep(ctx, wait) {
 			pool.Close()
 			return nil, ctx.Err()
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, connectBackoffMax)
 	}
 }
