@@ -2,7 +2,7 @@
 // pipeline around the monitor, for the demo, the benchmarks and manual tests:
 //
 //	crashsim generate  writes crashes into a storage tree as a collector does
-//	crashsim process   runs a simulated processor (CONTRACT section 3)
+//	crashsim process   runs a simulated processor (the processor protocol, README)
 //	crashsim report    prints queue, archive and log counts as name=value lines
 //
 // The simulated processor is a stand-in for real processors: it registers,

@@ -16,16 +16,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// DB runs the benchmark harness's statements over a pool. It is safe for
+// DB is a pool that runs the benchmark harness's statements. It is safe for
 // concurrent use.
-type DB struct {
-	pool *pgxpool.Pool
-}
+type DB pgxpool.Pool
 
-// NewDB returns a DB over pool; its search_path picks the schema.
-func NewDB(pool *pgxpool.Pool) *DB {
-	return &DB{pool: pool}
-}
+// NewDB returns pool as a DB; its search_path picks the schema.
+func NewDB(pool *pgxpool.Pool) *DB { return (*DB)(pool) }
+
+// pool returns the pool b is.
+func (b *DB) pool() *pgxpool.Pool { return (*pgxpool.Pool)(b) }
 
 // ClassicLoad is one row of the classic balanced scheduler's snapshot: a
 // processor and its number of unfinished jobs (zero when it is not live).
@@ -67,7 +66,7 @@ INSERT INTO jobs (pathname, uuid, owner, priority, queueddatetime) VALUES ('', $
 // and no deletes in between, the number of rows ever inserted.
 func (b *DB) HighestJobID(ctx context.Context) (int64, error) {
 	var id int64
-	if err := b.pool.QueryRow(ctx, highestJobIDQuery).Scan(&id); err != nil {
+	if err := b.pool().QueryRow(ctx, highestJobIDQuery).Scan(&id); err != nil {
 		return 0, fmt.Errorf("highest job id: %w", err)
 	}
 	return id, nil
@@ -76,7 +75,7 @@ func (b *DB) HighestJobID(ctx context.Context) (int64, error) {
 // JobCount returns the number of rows in jobs.
 func (b *DB) JobCount(ctx context.Context) (int64, error) {
 	var n int64
-	if err := b.pool.QueryRow(ctx, jobCountQuery).Scan(&n); err != nil {
+	if err := b.pool().QueryRow(ctx, jobCountQuery).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count jobs: %w", err)
 	}
 	return n, nil
@@ -88,7 +87,7 @@ func (b *DB) QueuedAmong(ctx context.Context, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := b.pool.Query(ctx, queuedAmongQuery, ids)
+	rows, err := b.pool().Query(ctx, queuedAmongQuery, ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d jobs: %w", len(ids), err)
 	}
@@ -104,7 +103,7 @@ func (b *DB) QueuedAmong(ctx context.Context, ids []string) ([]string, error) {
 // per standard pass. checkIn is processorCheckInTime.
 func (b *DB) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]ClassicLoad, error) {
 	var out []ClassicLoad
-	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, b.pool(), func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, classicLoadsQuery, pgtype.Interval{Microseconds: checkIn.Microseconds(), Valid: true})
 		if err != nil {
 			return err
@@ -126,7 +125,7 @@ func (b *DB) ClassicLoads(ctx context.Context, checkIn time.Duration) ([]Classic
 // (socorro-classic 3.3 step 5, 3.7): BEGIN, one INSERT, COMMIT; three round
 // trips for one row. A duplicate id is an error, as it was.
 func (b *DB) ClassicQueueJob(ctx context.Context, id string, owner int64, queued time.Time) error {
-	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, b.pool(), func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, classicInsertQuery, id, owner, queued)
 		return err
 	})
@@ -153,7 +152,7 @@ func (b *DB) CopyJobs(ctx context.Context, ids []string, owners []int64) (int64,
 		i++
 		return row, nil
 	})
-	n, err := b.pool.CopyFrom(ctx, pgx.Identifier{"jobs"},
+	n, err := b.pool().CopyFrom(ctx, pgx.Identifier{"jobs"},
 		[]string{"pathname", "uuid", "owner", "priority", "queueddatetime"}, src)
 	if err != nil {
 		return n, fmt.Errorf("copy %d jobs: %w", len(ids), err)
@@ -166,7 +165,7 @@ func (b *DB) CopyJobs(ctx context.Context, ids []string, owners []int64) (int64,
 // of a bulk change: a table filled in one go and not analyzed yet gets
 // plans made for an empty one.
 func (b *DB) Analyze(ctx context.Context) error {
-	if _, err := b.pool.Exec(ctx, `ANALYZE processors, jobs`); err != nil {
+	if _, err := b.pool().Exec(ctx, `ANALYZE processors, jobs`); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
 	return nil
@@ -176,7 +175,7 @@ func (b *DB) Analyze(ctx context.Context) error {
 // priorityjobs, neither resolved nor dropped yet.
 func (b *DB) PendingPriority(ctx context.Context, ids []string) (int64, error) {
 	var n int64
-	if err := b.pool.QueryRow(ctx, pendingPriorityQuery, ids).Scan(&n); err != nil {
+	if err := b.pool().QueryRow(ctx, pendingPriorityQuery, ids).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count priority requests: %w", err)
 	}
 	return n, nil

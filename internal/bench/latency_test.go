@@ -20,4 +20,3 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("Percentile(nil) = %v", got)
 	}
 }
-

@@ -1,0 +1,246 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/queue"
+)
+
+// outcome is what became of one job of a batch.
+type outcome uint8
+
+const (
+	outcomeSkipped  outcome = iota // not tried: the loop is stopping
+	outcomeArchived                // archived (maybe incomplete): row goes
+	outcomeDeleted                 // deleted: row goes
+	outcomeMissing                 // found nowhere: row goes
+	outcomeFailed                  // kept, retried later
+	outcomeDeferred                // still in the inbox: links removed, row kept for the next pass
+)
+
+type jobResult struct {
+	outcome    outcome
+	incomplete bool
+	err        error
+}
+
+// work does the disk work of jobs on the workers and returns each job's
+// result; jobs not started when ctx is done are left outcomeSkipped.
+func (c *Cleaner) work(ctx context.Context, jobs []queue.FinishedJob) []jobResult {
+	results := make([]jobResult, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(c.cfg.Workers, len(jobs)) {
+		wg.Go(func() {
+			for i := range next {
+				results[i] = c.clean(ctx, jobs[i])
+			}
+		})
+	}
+feed:
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return results
+}
+
+// tally counts the results of a batch into res and returns the jobs that are
+// done (their rows go) and the failures to record.
+func tally(jobs []queue.FinishedJob, results []jobResult, res *Result) ([]string, []queue.CleanupFailure) {
+	var done []string
+	var failures []queue.CleanupFailure
+	for i, r := range results {
+		switch r.outcome {
+		case outcomeArchived:
+			res.Archived++
+			if r.incomplete {
+				res.Incomplete++
+			}
+		case outcomeDeleted:
+			res.Deleted++
+		case outcomeMissing:
+			res.Missing++
+		case outcomeDeferred:
+			res.Deferred++
+			continue
+		case outcomeFailed:
+			res.Failed++
+			failures = append(failures, queue.CleanupFailure{UUID: jobs[i].UUID, Error: r.err.Error()})
+			continue
+		default:
+			continue
+		}
+		done = append(done, jobs[i].UUID)
+	}
+	return done, failures
+}
+
+// finished is the outcome of a batch's database work.
+type finished struct {
+	rows int64
+	err  error
+}
+
+// finish deletes the rows of the jobs that are done, in one statement, and
+// records the failures, in another; it logs each failure with its retry
+// time. The disk work is done, so it runs even when the loop is being
+// stopped (with a short deadline), so that the work is not redone.
+func (c *Cleaner) finish(ctx context.Context, done []string, failures []queue.CleanupFailure) finished {
+	dbCtx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		dbCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+		defer cancel()
+	}
+	if len(done) > 0 {
+		if err := c.syncTrees(); err != nil {
+			// The rows stay; the next pass finds the pairs done and
+			// removes them.
+			return finished{err: err}
+		}
+	}
+	n, err := c.jobs.DeleteFinishedJobs(dbCtx, done)
+	if err != nil {
+		return finished{err: err}
+	}
+	retries, err := c.jobs.RecordCleanupFailures(dbCtx, failures, c.cfg.RetryFirst, c.cfg.RetryMax)
+	if err != nil {
+		return finished{rows: n, err: err}
+	}
+	errs := make(map[string]string, len(failures))
+	for _, f := range failures {
+		errs[f.UUID] = f.Error
+	}
+	for _, r := range retries {
+		c.logger.WarnContext(ctx, "cleanup of a finished job failed; it will be retried",
+			"uuid", r.UUID, "error", errs[r.UUID], "attempts", r.Attempts, "retry_in", r.RetryIn.Round(time.Second))
+	}
+	return finished{rows: n}
+}
+
+// syncTrees makes the batch's renames and removals durable before its rows
+// are deleted: a same-filesystem archive is a rename, which the file system
+// may still lose in a power failure after the commit, bringing back a pair
+// whose row is gone. One syncfs per tree and batch (trees on one file
+// system cost little more than one).
+func (c *Cleaner) syncTrees() error {
+	for _, t := range []*crashstore.Store{c.trees.Standard, c.trees.Deferred, c.trees.Successful, c.trees.Failed} {
+		if t == nil {
+			continue
+		}
+		if err := t.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clean archives or deletes the pair of one finished job. It runs on a
+// worker goroutine.
+func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
+	if ctx.Err() != nil {
+		return jobResult{}
+	}
+	archive, kind := c.trees.Successful, "successful"
+	if !job.Success {
+		archive, kind = c.trees.Failed, "failed"
+	}
+	src, e, err := c.find(ctx, job.UUID)
+	found := err == nil
+	switch {
+	case errors.Is(err, crashstore.ErrInvalidID):
+		c.logger.WarnContext(ctx, "finished job's uuid is not a crash id: no file to clean up; row removed", "uuid", job.UUID)
+		return jobResult{outcome: outcomeMissing}
+	case errors.Is(err, crashstore.ErrNotFound):
+		e = crashstore.Entry{ID: job.UUID}
+	case err != nil:
+		return c.failed(ctx, err)
+	}
+	if found && src == c.trees.Standard && inInbox(e) {
+		// Queued, but its inbox links outlived the commit (the monitor was
+		// killed in between, and the scanner has not come round yet). Only
+		// the standard tree's inbox is walked by the scanner.
+		// Deleting the row now could let a scanner pass that read the link
+		// before this insert the crash again, its files gone. So take it
+		// out of the inbox and leave the row to the next pass.
+		if err := src.RemoveLinks(e); err != nil {
+			return c.failed(ctx, fmt.Errorf("remove the inbox links of %s: %w", job.UUID, err))
+		}
+		return jobResult{outcome: outcomeDeferred}
+	}
+
+	if archive == nil {
+		if !found {
+			c.logger.WarnContext(ctx, "crash of a finished job not found for cleanup (deleted by an interrupted pass, or lost); row removed",
+				"uuid", job.UUID)
+			return jobResult{outcome: outcomeMissing}
+		}
+		if err := src.RemovePair(e); err != nil {
+			return c.failed(ctx, fmt.Errorf("delete %s: %w", job.UUID, err))
+		}
+		return jobResult{outcome: outcomeDeleted}
+	}
+
+	r, err := src.ArchivePair(ctx, e, archive)
+	if err != nil {
+		return c.failed(ctx, err)
+	}
+	switch {
+	case !r.Found():
+		c.logger.WarnContext(ctx, "crash of a finished job not found for cleanup, nor in the archive; row removed",
+			"uuid", job.UUID, "archive", kind)
+		return jobResult{outcome: outcomeMissing}
+	case !r.Complete():
+		c.logger.WarnContext(ctx, "crash pair incomplete: archived what exists; row removed",
+			"uuid", job.UUID, "archive", kind, "json", r.JSON.String(), "dump", r.Dump.String(), "dir", r.Target.NameDir)
+		return jobResult{outcome: outcomeArchived, incomplete: true}
+	}
+	// No line per archived crash: at thousands a second it would rotate the
+	// log file's history away; the pass logs the counts.
+	return jobResult{outcome: outcomeArchived}
+}
+
+// inInbox reports whether a crash's date link, which the walks of the
+// scanner read, still exists.
+func inInbox(e crashstore.Entry) bool {
+	if e.DateLink == "" {
+		return false
+	}
+	_, err := os.Lstat(e.DateLink)
+	return err == nil
+}
+
+// failed is the result of a job whose disk work failed; a failure caused by
+// the loop stopping is no failure of the job.
+func (c *Cleaner) failed(ctx context.Context, err error) jobResult {
+	if ctx.Err() != nil {
+		return jobResult{}
+	}
+	return jobResult{outcome: outcomeFailed, err: err}
+}
+
+// find looks a crash up in the standard tree, then in the deferred tree. It
+// returns the tree holding it, or crashstore.ErrNotFound (with the standard
+// tree) when neither does.
+func (c *Cleaner) find(ctx context.Context, id string) (*crashstore.Store, crashstore.Entry, error) {
+	e, err := c.trees.Standard.Lookup(ctx, id)
+	if !errors.Is(err, crashstore.ErrNotFound) || c.trees.Deferred == nil {
+		return c.trees.Standard, e, err
+	}
+	if e, err := c.trees.Deferred.Lookup(ctx, id); !errors.Is(err, crashstore.ErrNotFound) {
+		return c.trees.Deferred, e, err
+	}
+	return c.trees.Standard, crashstore.Entry{}, err
+}
