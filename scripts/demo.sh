@@ -8,7 +8,7 @@
 #   1. writes a monitor configuration with short delays into a temporary
 #      directory and runs `monitor migrate`;
 #   2. starts three simulated processors (`crashsim process`, stand-ins that
-#      follow the processor protocol of CONTRACT section 3) and `monitor run`;
+#      follow the processor protocol of the README) and `monitor run`;
 #   3. generates 2000 crashes into the standard tree and 20 into the deferred
 #      tree, as collectors do (`crashsim generate`);
 #   4. requests priority processing of three crashes at the back of the queue
