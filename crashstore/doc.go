@@ -21,6 +21,10 @@
 // is finished, ArchivePair into an archive tree (saveSuccessfulMinidumpsTo,
 // saveFailedMinidumpsTo: same layout, no links) or RemovePair.
 // NewEntry and CreateLinks do what a collector does, for tools and tests.
+// They stay in this package although the monitor never calls them: they are
+// the layout's other half (the same path rules, overflow directories and
+// modes), and whatever stands in for collectors must write exactly the
+// trees the monitor reads, which one package defining both guarantees.
 //
 // A Store holds no state about the tree, so it is safe for concurrent use
 // and several processes (collectors, the monitor) may share a tree. Times are
