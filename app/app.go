@@ -3,16 +3,20 @@ package app
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
+	"github.com/crashmonitor/monitor/web"
 )
 
 // shutdownTimeout bounds the stop: the loops must have returned by then.
@@ -38,6 +42,9 @@ type App struct {
 	changed loop.Broadcast
 	// reloads holds at most one pending reload request.
 	reloads chan struct{}
+	// figures are the daemon's figures, which its loops feed and its HTTP
+	// server shows.
+	figures *figures.Figures
 }
 
 // New returns the daemon for cfg, logging to logger. It starts nothing; the
@@ -45,6 +52,10 @@ type App struct {
 func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
 	a := &App{logger: logger, opts: opts, reloads: make(chan struct{}, 1)}
 	a.cfg.Store(cfg)
+	a.figures = figures.New(figures.Options{
+		Version: opts.Version,
+		CheckIn: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+	})
 	return a
 }
 
@@ -78,6 +89,25 @@ func (a *App) Run(ctx context.Context) error {
 		log.Warn("config: " + w)
 	}
 
+	// The HTTP server comes first: it answers (not ready) while the
+	// database is out of reach, and a port already taken stops the start.
+	var serving sync.WaitGroup
+	defer serving.Wait()
+	if addr := cfg.HTTPListenAddress; addr != "" {
+		srv, ln, err := a.listen(addr)
+		if err != nil {
+			return err
+		}
+		sctx, stopServing := context.WithCancel(ctx)
+		defer stopServing()
+		serving.Go(func() {
+			if err := srv.Serve(sctx, ln); err != nil {
+				log.Error("HTTP server failed", "error", err)
+			}
+		})
+		log.Info("serving HTTP", "address", ln.Addr().String())
+	}
+
 	pool, err := a.connect(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -99,12 +129,16 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("check schema: %w", err)
 	}
 
+	a.figures.SetDB(store)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.watchConfig(gctx) })
 	a.startLoops(gctx, g, store)
+	a.figures.SetActive(true)
+	a.figures.Event(figures.EventLifecycle, "monitor started")
 	log.Info("monitor started")
 
 	<-gctx.Done()
+	a.figures.SetActive(false)
 	if ctx.Err() != nil {
 		log.Info("monitor stopping", "timeout", shutdownTimeout)
 	}
@@ -121,4 +155,22 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	log.Info("monitor stopped")
 	return nil
+}
+
+// listen opens the HTTP server's socket on addr and builds the server.
+func (a *App) listen(addr string) (*web.Server, net.Listener, error) {
+	host, _ := os.Hostname()
+	srv, err := web.New(web.Options{
+		Figures:  a.figures,
+		Identity: figures.Identity{Version: a.opts.Version, PID: os.Getpid(), Host: host},
+		Logger:   a.loggerFor("http"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := web.Listen(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, ln, nil
 }

@@ -78,6 +78,7 @@ func start(t *testing.T, dir string, keys map[string]string) *running {
 		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
 		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
 		"logFilePathname":           "",
+		"httpListenAddress":         "127.0.0.1:0",
 		"stderrErrorLoggingLevel":   "DEBUG",
 	}
 	for k, v := range keys {

@@ -26,6 +26,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		DelayFunc:   func() time.Duration { return a.cfg.Load().StandardLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
+		Figures:     a.figures,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 
@@ -38,6 +39,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		DelayFunc:   func() time.Duration { return a.cfg.Load().PriorityLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
+		Figures:     a.figures,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
@@ -69,6 +71,7 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog
 		DelayFunc: func() time.Duration { return a.cfg.Load().CleanupJobsLoopDelay },
 		Changed:   a.changed.C,
 		Ready:     ready,
+		Figures:   a.figures,
 	}, trees, store, logger)
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 )
 
@@ -79,11 +80,17 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 		cancel()
 		if err == nil {
 			a.logger.Info("connected to the database", "attempts", attempt)
+			if attempt > 1 {
+				a.figures.Event(figures.EventDatabase, "the database answers")
+			}
 			return pool, nil
 		}
 		if ctx.Err() != nil {
 			pool.Close()
 			return nil, ctx.Err()
+		}
+		if attempt == 1 {
+			a.figures.Event(figures.EventDatabase, "database unreachable: "+err.Error())
 		}
 		wait := backoff.Delay(attempt)
 		a.logger.Error("database unreachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/crashmonitor/monitor/config"
+	"github.com/crashmonitor/monitor/figures"
 )
 
 // watchConfig applies reloads, from edits of the file and from Reload,
@@ -37,4 +38,5 @@ func (a *App) reload(next *config.Config, err error) {
 	a.logger.SetThresholds(applied.LogFileErrorLoggingLevel, applied.StderrErrorLoggingLevel)
 	a.changed.Notify()
 	a.logger.Info("configuration reloaded", "applied", strings.Join(hot, ","))
+	a.figures.Event(figures.EventReload, "configuration reloaded: "+strings.Join(hot, ", "))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -56,35 +57,60 @@ feed:
 	return results
 }
 
-// tally counts the results of a batch into res and returns the jobs that are
-// done (their rows go) and the failures to record.
-func tally(jobs []queue.FinishedJob, results []jobResult, res *Result) ([]string, []queue.CleanupFailure) {
-	var done []string
-	var failures []queue.CleanupFailure
+// batchOutcome is what a batch's disk work came to: the jobs that are done
+// (their rows go), the failures to record, and the counts by outcome.
+type batchOutcome struct {
+	done     []queue.FinishedJob
+	failures []queue.CleanupFailure
+	counts   Result // Archived, Incomplete, Deleted, Missing, Deferred, Failed
+}
+
+// doneIDs returns the ids of the jobs that are done.
+func (b batchOutcome) doneIDs() []string {
+	ids := make([]string, len(b.done))
+	for i, j := range b.done {
+		ids[i] = j.UUID
+	}
+	return ids
+}
+
+// tally sorts out the results of a batch.
+func tally(jobs []queue.FinishedJob, results []jobResult) batchOutcome {
+	var b batchOutcome
 	for i, r := range results {
 		switch r.outcome {
 		case outcomeArchived:
-			res.Archived++
+			b.counts.Archived++
 			if r.incomplete {
-				res.Incomplete++
+				b.counts.Incomplete++
 			}
 		case outcomeDeleted:
-			res.Deleted++
+			b.counts.Deleted++
 		case outcomeMissing:
-			res.Missing++
+			b.counts.Missing++
 		case outcomeDeferred:
-			res.Deferred++
+			b.counts.Deferred++
 			continue
 		case outcomeFailed:
-			res.Failed++
-			failures = append(failures, queue.CleanupFailure{UUID: jobs[i].UUID, Error: r.err.Error()})
+			b.counts.Failed++
+			b.failures = append(b.failures, queue.CleanupFailure{UUID: jobs[i].UUID, Error: r.err.Error()})
 			continue
 		default:
 			continue
 		}
-		done = append(done, jobs[i].UUID)
+		b.done = append(b.done, jobs[i])
 	}
-	return done, failures
+	return b
+}
+
+// add counts a batch's outcome into r.
+func (r *Result) add(c Result) {
+	r.Archived += c.Archived
+	r.Incomplete += c.Incomplete
+	r.Deleted += c.Deleted
+	r.Missing += c.Missing
+	r.Deferred += c.Deferred
+	r.Failed += c.Failed
 }
 
 // finished is the outcome of a batch's database work.
@@ -97,7 +123,8 @@ type finished struct {
 // records the failures, in another; it logs each failure with its retry
 // time. The disk work is done, so it runs even when the loop is being
 // stopped (with a short deadline), so that the work is not redone.
-func (c *Cleaner) finish(ctx context.Context, done []string, failures []queue.CleanupFailure) finished {
+func (c *Cleaner) finish(ctx context.Context, b batchOutcome) finished {
+	done, failures := b.doneIDs(), b.failures
 	dbCtx := ctx
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
@@ -127,6 +154,7 @@ func (c *Cleaner) finish(ctx context.Context, done []string, failures []queue.Cl
 		c.logger.WarnContext(ctx, "cleanup of a finished job failed; it will be retried",
 			"uuid", r.UUID, "error", errs[r.UUID], "attempts", r.Attempts, "retry_in", r.RetryIn.Round(time.Second))
 	}
+	c.count(b)
 	return finished{rows: n}
 }
 
@@ -243,4 +271,21 @@ func (c *Cleaner) find(ctx context.Context, id string) (*crashstore.Store, crash
 		return c.trees.Deferred, e, err
 	}
 	return c.trees.Standard, crashstore.Entry{}, err
+}
+
+// count tells the figures what a batch whose outcome is recorded did.
+func (c *Cleaner) count(b batchOutcome) {
+	fig := c.cfg.Figures
+	if fig == nil {
+		return
+	}
+	fig.Cleaned(figures.CleanedArchived, b.counts.Archived)
+	fig.Cleaned(figures.CleanedDeleted, b.counts.Deleted)
+	fig.Cleaned(figures.CleanedMissing, b.counts.Missing)
+	fig.Cleaned(figures.CleanedFailed, b.counts.Failed)
+	for _, j := range b.done {
+		if j.Turnaround > 0 {
+			fig.Turnaround(j.Success, j.Turnaround)
+		}
+	}
 }

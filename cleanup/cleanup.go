@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	// the inbox links a killed run left behind are settled (their rows
 	// found) before any row is deleted here.
 	Ready <-chan struct{}
+
+	// Figures, when not nil, receives what the loop does.
+	Figures *figures.Figures
 
 	BatchSize  int
 	Workers    int
@@ -136,16 +140,8 @@ func (c *Cleaner) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	r := &loop.Runner{
-		Name:      "cleanup",
-		Logger:    c.logger,
-		DelayFunc: c.cfg.DelayFunc,
-		Changed:   c.cfg.Changed,
-		Pass: func(ctx context.Context) error {
-			_, err := c.RunOnce(ctx)
-			return err
-		},
-	}
+	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.cfg.DelayFunc, Changed: c.cfg.Changed,
+		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
 	return r.Run(ctx)
 }
 
@@ -159,6 +155,7 @@ func (c *Cleaner) Run(ctx context.Context) error {
 func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	start := time.Now()
+	progress := loop.NewProgress(c.logger, "cleaning up a backlog")
 	jobs, err := c.jobs.FinishedJobs(ctx, c.cfg.BatchSize, nil)
 	if err != nil {
 		return res, err
@@ -199,9 +196,13 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 		if err := waitFinished(); err != nil {
 			return res, err
 		}
-		doneIDs, failures := tally(jobs, results, &res)
+		b := tally(jobs, results)
+		res.add(b.counts)
 		finishing = make(chan finished, 1)
-		go func() { finishing <- c.finish(ctx, doneIDs, failures) }()
+		go func() { finishing <- c.finish(ctx, b) }()
+		done := res.Archived + res.Deleted + res.Missing
+		c.cfg.Figures.Progress(figures.LoopCleanup, done)
+		progress.Update(ctx, done)
 
 		switch {
 		case ctx.Err() != nil:
@@ -211,9 +212,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 			return res, ctx.Err()
 		case nextErr != nil:
 			return res, nextErr
-		case len(doneIDs) == 0 && len(failures) > 0:
+		case len(b.done) == 0 && len(b.failures) > 0:
 			c.logger.WarnContext(ctx, "every job of a batch failed its cleanup: the rest waits for the next pass",
-				"failed", len(failures))
+				"failed", len(b.failures))
 			next = nil
 		}
 		jobs = next

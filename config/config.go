@@ -59,6 +59,8 @@ type Config struct {
 	LogFileErrorLoggingLevel    int // threshold 0..50, as in Python logging
 	StderrLineFormatString      string
 	StderrErrorLoggingLevel     int
+
+	HTTPListenAddress string // "" = no HTTP server
 }
 
 // Setting is one key and its effective value, as printed by check-config.

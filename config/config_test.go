@@ -43,6 +43,7 @@ func defaults(storageRoot string) *Config {
 		LogFileErrorLoggingLevel:    10,
 		StderrLineFormatString:      "%(asctime)s %(levelname)s - %(message)s",
 		StderrErrorLoggingLevel:     40,
+		HTTPListenAddress:           "127.0.0.1:9661",
 	}
 }
 
@@ -196,6 +197,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_level.yaml", "logFileErrorLoggingLevel", `logFileErrorLoggingLevel: "60" is not a level`},
 		{"bad_level_name.yaml", "stderrErrorLoggingLevel", `stderrErrorLoggingLevel: "LOUD" is not a level`},
 		{"bad_layout.yaml", "storageLayout", `storageLayout: "hourly" must be daily or flat`},
+		{"bad_http_listen_address.yaml", "httpListenAddress", `httpListenAddress: "9661" is not a listen address`},
 		{"bad_port.yaml", "databasePort", `databasePort: "70000" must be between 1 and 65535`},
 		{"bad_log_size.yaml", "logFileMaximumSize", `logFileMaximumSize: "0" must be at least 1`},
 		{"bad_backup_history.yaml", "logFileMaximumBackupHistory", `logFileMaximumBackupHistory: "-1" must be at least 0`},

@@ -52,6 +52,8 @@ var keys = []keySpec{
 	key("logFileErrorLoggingLevel", "10", onReload, asLevel, func(c *Config) *int { return &c.LogFileErrorLoggingLevel }),
 	key("stderrLineFormatString", "", onRestart, optional(asLineFormat), func(c *Config) *string { return &c.StderrLineFormatString }), // empty = as logFileLineFormatString: see decode
 	key("stderrErrorLoggingLevel", "40", onReload, asLevel, func(c *Config) *int { return &c.StderrErrorLoggingLevel }),
+
+	key("httpListenAddress", "127.0.0.1:9661", onRestart, asListenAddress, func(c *Config) *string { return &c.HTTPListenAddress }),
 }
 
 // takesEffect says when a running daemon applies a changed key.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os/user"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ var (
 	// asGID is a group, by number or name; empty is -1, which leaves the
 	// group unchanged and prints as empty.
 	asGID = kind[int]{parse: parseGID, format: formatGID, trim: true}
+	// asListenAddress is empty (no server) or a host:port to listen on.
+	asListenAddress = optional(kind[string]{parse: parseListenAddress, format: itself, trim: true})
 	// asDatabaseURL is empty, a postgres:// URL or a libpq key=value string.
 	asDatabaseURL = optional(kind[string]{
 		parse:  func(s string) (string, error) { return s, checkDatabaseURL(s) },
@@ -98,6 +101,20 @@ func parseDir(s string) (string, error) {
 		return "/", nil
 	}
 	return "", nil
+}
+
+// parseListenAddress reads host:port (host may be empty for every
+// interface, or a bracketed IPv6 address; the port a number or a service
+// name).
+func parseListenAddress(s string) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" || strings.ContainsAny(host, "/ ") {
+		return s, errors.New("is not a listen address (use host:port, such as 127.0.0.1:9661)")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return s, errors.New("has an unknown port")
+	}
+	return s, nil
 }
 
 func parseLayout(s string) (string, error) {

@@ -25,7 +25,15 @@ import (
 // its directory is gone (a dangling inbox link) or because a file is not a
 // regular file gives an error satisfying errors.Is(err, ErrMalformed).
 func (s *Store) Complete(e Entry, settle time.Duration) (bool, error) {
+	ok, _, err := s.Ready(e, settle)
+	return ok, err
+}
+
+// Ready is Complete that also tells when the pair became complete: the
+// later of its two files' modification times (zero when not complete).
+func (s *Store) Ready(e Entry, settle time.Duration) (bool, time.Time, error) {
 	cutoff := s.nowUTC().Add(-settle)
+	var at time.Time
 	for i, p := range [2]string{e.JSONPath, e.DumpPath} {
 		fi, err := os.Lstat(p)
 		switch {
@@ -36,26 +44,29 @@ func (s *Store) Complete(e Entry, settle time.Duration) (bool, error) {
 			d, derr := os.Lstat(e.NameDir)
 			switch {
 			case derr == nil && d.IsDir():
-				return false, nil
+				return false, time.Time{}, nil
 			case derr != nil && !notExist(derr):
-				return false, derr
+				return false, time.Time{}, derr
 			}
-			return false, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is missing")
+			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is missing")
 		case errors.Is(err, fs.ErrNotExist):
-			return false, nil
+			return false, time.Time{}, nil
 		case errors.Is(err, syscall.ENOTDIR):
-			return false, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is not a directory")
+			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is not a directory")
 		default:
-			return false, err
+			return false, time.Time{}, err
 		}
 		if !fi.Mode().IsRegular() {
-			return false, malformed("complete", p, "a "+typeName(fi.Mode().Type())+" where a crash file belongs")
+			return false, time.Time{}, malformed("complete", p, "a "+typeName(fi.Mode().Type())+" where a crash file belongs")
 		}
 		if fi.ModTime().After(cutoff) {
-			return false, nil
+			return false, time.Time{}, nil
+		}
+		if fi.ModTime().After(at) {
+			at = fi.ModTime()
 		}
 	}
-	return true, nil
+	return true, at, nil
 }
 
 // RemoveLinks takes an entry out of the inbox: it removes the date link,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/dispatch"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -185,8 +186,10 @@ func pairState(s *crashstore.Store, e crashstore.Entry, err error) string {
 func (p *pass) record(o queue.PriorityOutcome, loc located, now time.Time) {
 	l := p.l
 	ctx := p.ctx
+	fig := l.cfg.Figures
 	if o.Resolved() {
 		l.kept.Forget(o.ID)
+		fig.PriorityLatency(o.Waited)
 	}
 	switch o.Status {
 	case dispatch.PriorityQueued, dispatch.PriorityRaised, dispatch.PriorityMoved:
@@ -198,12 +201,14 @@ func (p *pass) record(o queue.PriorityOutcome, loc located, now time.Time) {
 		switch o.Status {
 		case dispatch.PriorityQueued:
 			p.res.Queued++
+			fig.Queued(figures.LoopPriority, 1)
 			l.logger.InfoContext(ctx, "priority crash queued", "uuid", o.ID, "tree", loc.tree.name, "owner", o.Owner)
 		case dispatch.PriorityRaised:
 			p.res.Raised++
 			l.logger.InfoContext(ctx, "priority crash was already queued; its owner was told", "uuid", o.ID, "owner", o.Owner)
 		case dispatch.PriorityMoved:
 			p.res.Moved++
+			fig.JobsMoved(1)
 			l.logger.InfoContext(ctx, "priority crash was queued to a dead processor; moved, and its new owner told",
 				"uuid", o.ID, "from", ownerName(o.From), "owner", o.Owner)
 		}

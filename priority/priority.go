@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -105,6 +106,9 @@ type Config struct {
 	CheckInFunc func() time.Duration // processorCheckInTime
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+
+	// Figures, when not nil, receives what the loop does.
+	Figures *figures.Figures
 
 	BatchSize        int
 	Settle           time.Duration
@@ -194,7 +198,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 	}()
-	r := loop.Runner{Name: "priority", Logger: l.logger, DelayFunc: l.delay, Wake: l.wake, Changed: l.cfg.Changed, Pass: loop.Pass(l.RunOnce)}
+	r := loop.Runner{Name: figures.LoopPriority, Logger: l.logger, DelayFunc: l.delay, Wake: l.wake, Changed: l.cfg.Changed,
+		Pass: loop.Pass(l.RunOnce), Observer: l.cfg.Figures}
 	return r.Run(ctx)
 }
 
@@ -259,10 +264,12 @@ func (l *Loop) RunOnce(ctx context.Context) (Result, error) {
 		if l.noLive.Begin() {
 			l.logger.WarnContext(ctx, "no live processor: priority requests wait until one checks in",
 				"retry_every", l.cfg.WaitForProcessor)
+			l.cfg.Figures.Event(figures.EventNoLive, "no live processor: priority requests wait")
 		}
 	case p.handedOut:
 		if l.noLive.End() {
 			l.logger.InfoContext(ctx, "a processor is live again: priority requests resumed")
+			l.cfg.Figures.Event(figures.EventNoLive, "a processor is live again: priority requests resumed")
 		}
 	}
 	done := res.Queued + res.Raised + res.Moved + res.Finished + res.NotFound + res.Malformed + res.GaveUp

@@ -14,6 +14,9 @@ type FinishedJob struct {
 	UUID string
 	// Success is the processor's verdict: it picks the archive tree.
 	Success bool
+	// Turnaround is how long the job took from queued to completed, by the
+	// database's columns; zero when either is missing.
+	Turnaround time.Duration
 
 	// The job's place in the cleanup order, for FinishedJobs' after.
 	id        int64
@@ -54,7 +57,8 @@ const (
 	// and whose retry time has not come. When $2 is not null, only the jobs
 	// after the job (completeddatetime $3, id $2) in that order.
 	finishedJobsQuery = `
-SELECT j.id, j.completeddatetime, j.uuid, j.success
+SELECT j.id, j.completeddatetime, j.uuid, j.success,
+       coalesce(extract(epoch FROM j.completeddatetime - j.queueddatetime), 0)::float8
 FROM jobs j
 WHERE j.success IS NOT NULL
   AND ($2::bigint IS NULL
@@ -128,7 +132,9 @@ func (s *Store) FinishedJobs(ctx context.Context, limit int, after *FinishedJob)
 	}
 	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FinishedJob, error) {
 		var j FinishedJob
-		err := row.Scan(&j.id, &j.completed, &j.UUID, &j.Success)
+		var turnaround float64
+		err := row.Scan(&j.id, &j.completed, &j.UUID, &j.Success, &turnaround)
+		j.Turnaround = time.Duration(turnaround * float64(time.Second))
 		return j, err
 	})
 	if err != nil {

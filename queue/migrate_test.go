@@ -253,6 +253,9 @@ SELECT setval('jobs_id_seq', 9);`,
 			}
 			assertOwnerForeignKey(t, pool, tt.fkValidated)
 			assertEnqueue(t, pool)
+			if n := testfactory.Int64(t, pool, `SELECT count(*) FROM priorityjobs WHERE requested_at IS NULL`); n != 0 {
+				t.Errorf("%d adopted priority requests without requested_at", n)
+			}
 			if err := queue.NewStore(pool).CheckSchema(t.Context()); err != nil {
 				t.Errorf("CheckSchema: %v", err)
 			}
@@ -337,12 +340,16 @@ SELECT setval('jobs_id_seq', 9);`)
 
 // snapshot dumps every row of the classic tables, the sequences, and the
 // classic column definitions, as text to compare.
+// snapshot renders the classic tables, rows and columns. The columns the
+// monitor adds to a classic table (priorityjobs.requested_at, migration 006)
+// are left out: adoption may add columns, never change the classic ones or
+// their rows.
 func snapshot(t *testing.T, pool *pgxpool.Pool) map[string]string {
 	t.Helper()
 	queries := map[string]string{
 		"processors":      `SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]')::text FROM processors r`,
 		"jobs":            `SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]')::text FROM jobs r`,
-		"priorityjobs":    `SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.uuid), '[]')::text FROM priorityjobs r`,
+		"priorityjobs":    `SELECT coalesce(jsonb_agg(to_jsonb(r) - 'requested_at' ORDER BY r.uuid), '[]')::text FROM priorityjobs r`,
 		"priority_jobs_1": `SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.uuid), '[]')::text FROM priority_jobs_1 r`,
 		"sequences": `SELECT jsonb_build_array(
 			(SELECT jsonb_build_array(last_value, is_called) FROM processors_id_seq),
@@ -352,7 +359,8 @@ SELECT jsonb_agg(jsonb_build_array(attrelid::regclass::text, attname, format_typ
                  ORDER BY attrelid::regclass::text, attnum)::text
 FROM pg_attribute
 WHERE attrelid IN ('processors'::regclass, 'jobs'::regclass, 'priorityjobs'::regclass)
-  AND attnum > 0 AND NOT attisdropped`,
+  AND attnum > 0 AND NOT attisdropped
+  AND (attrelid::regclass::text, attname) <> ('priorityjobs', 'requested_at')`,
 	}
 	out := make(map[string]string, len(queries))
 	for name, q := range queries {
@@ -388,6 +396,7 @@ WHERE attrelid IN ('processors'::regclass, 'jobs'::regclass, 'priorityjobs'::reg
 		"jobs.starteddatetime timestamp without time zone",
 		"jobs.success boolean",
 		"jobs.uuid character varying(50) not null",
+		"priorityjobs.requested_at timestamp with time zone not null default now()", // added by the monitor (006)
 		"priorityjobs.uuid character varying(255) not null",
 		"processors.id integer not null default nextval('processors_id_seq'::regclass)",
 		"processors.lastseendatetime timestamp without time zone",

@@ -36,6 +36,9 @@ type PriorityOutcome struct {
 	// nil) or the insert into it failed (TellErr).
 	Told    bool
 	TellErr error
+	// Waited is how long a resolved request waited, from its insert to its
+	// deletion.
+	Waited time.Duration
 }
 
 // Resolved reports whether the request was deleted from priorityjobs: a
@@ -95,8 +98,11 @@ SELECT u FROM unnest($1::text[]) AS u
 WHERE NOT EXISTS (SELECT FROM %[1]s t WHERE t.uuid = u)
 ON CONFLICT DO NOTHING`
 
+	// deletePriorityRequestsQuery deletes the requests $1 and returns how
+	// long each waited, from its insert to now (the statement's clock).
 	deletePriorityRequestsQuery = `
-DELETE FROM priorityjobs WHERE uuid = ANY($1::text[])`
+DELETE FROM priorityjobs WHERE uuid = ANY($1::text[])
+RETURNING uuid, extract(epoch FROM clock_timestamp() - requested_at)::float8`
 )
 
 // ResolvePriority resolves a batch of priority requests in one transaction,
@@ -196,8 +202,23 @@ func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) 
 		}
 	}
 	if len(resolved) > 0 {
-		if _, err := r.tx.Exec(r.ctx, deletePriorityRequestsQuery, resolved); err != nil {
+		rows, err := r.tx.Query(r.ctx, deletePriorityRequestsQuery, resolved)
+		if err != nil {
 			return nil, err
+		}
+		waited := make(map[string]float64, len(resolved))
+		var id string
+		var secs float64
+		if _, err := pgx.ForEachRow(rows, []any{&id, &secs}, func() error {
+			waited[id] = secs
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if s, ok := waited[out[i].ID]; ok {
+				out[i].Waited = time.Duration(s * float64(time.Second))
+			}
 		}
 	}
 	return out, nil

@@ -9,6 +9,8 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/dispatch"
+	"github.com/crashmonitor/monitor/figures"
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 	"golang.org/x/sync/errgroup"
 )
@@ -29,22 +31,31 @@ type pass struct {
 	checkIn time.Duration
 
 	// Owned by the walk.
-	batch   []crashstore.Entry
+	batch   batch
 	writing int // incomplete pairs still inside their write window
-	toQueue chan<- []crashstore.Entry
+	toQueue chan<- batch
 	ctx     context.Context // the pipeline's: done when a stage fails
 
 	// Owned by the queuer until the pipeline has stopped.
-	res   *Result
-	loads dispatch.Loads // the live processors' loads, carried from batch to batch
+	res      *Result
+	loads    dispatch.Loads // the live processors' loads, carried from batch to batch
+	progress *loop.Progress
+}
+
+// batch is pairs to queue in one transaction, with when each became
+// complete (for the arrival latency).
+type batch struct {
+	entries []crashstore.Entry
+	ready   []time.Time
 }
 
 // run walks the inbox and queues what it finds, returning when every stage
 // has stopped: the first stage error (errWaiting included) cancels the rest.
 func (p *pass) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	toQueue := make(chan []crashstore.Entry, 1)
+	toQueue := make(chan batch, 1)
 	toUnlink := make(chan []crashstore.Entry, 1)
+	p.progress = loop.NewProgress(p.s.logger, "queuing a backlog")
 	p.toQueue, p.ctx = toQueue, gctx
 	g.Go(func() error {
 		defer close(toUnlink)
@@ -53,7 +64,7 @@ func (p *pass) run(ctx context.Context) error {
 				return err
 			}
 			select {
-			case toUnlink <- batch:
+			case toUnlink <- batch.entries:
 			case <-gctx.Done():
 				// Committed but not unlinked: the next walk meets these
 				// links again and removes them (ON CONFLICT).
@@ -83,7 +94,7 @@ func (p *pass) run(ctx context.Context) error {
 
 // visit handles one inbox entry of the walk.
 func (p *pass) visit(e crashstore.Entry) error {
-	ok, err := p.s.crashes.Complete(e, p.s.cfg.Settle)
+	ok, ready, err := p.s.crashes.Ready(e, p.s.cfg.Settle)
 	if err != nil {
 		p.noteIncomplete(e, err)
 		return nil
@@ -92,8 +103,9 @@ func (p *pass) visit(e crashstore.Entry) error {
 		p.noteIncomplete(e, nil)
 		return nil
 	}
-	p.batch = append(p.batch, e)
-	if len(p.batch) >= p.s.cfg.BatchSize {
+	p.batch.entries = append(p.batch.entries, e)
+	p.batch.ready = append(p.batch.ready, ready)
+	if len(p.batch.entries) >= p.s.cfg.BatchSize {
 		return p.send()
 	}
 	return nil
@@ -101,12 +113,12 @@ func (p *pass) visit(e crashstore.Entry) error {
 
 // send hands the walk's batch to the queuer.
 func (p *pass) send() error {
-	if len(p.batch) == 0 {
+	if len(p.batch.entries) == 0 {
 		return nil
 	}
 	select {
 	case p.toQueue <- p.batch:
-		p.batch = make([]crashstore.Entry, 0, p.s.cfg.BatchSize)
+		p.batch = batch{}
 		return nil
 	case <-p.ctx.Done():
 		return p.ctx.Err()
@@ -143,9 +155,9 @@ func (p *pass) noteIncomplete(e crashstore.Entry, err error) {
 }
 
 // queue inserts a batch in one transaction.
-func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
-	ids := make([]string, len(batch))
-	for i, e := range batch {
+func (p *pass) queue(ctx context.Context, b batch) error {
+	ids := make([]string, len(b.entries))
+	for i, e := range b.entries {
 		ids[i] = e.ID
 	}
 	r, err := p.s.jobs.Enqueue(ctx, ids, 0, p.checkIn, &p.loads)
@@ -154,6 +166,7 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 		if p.s.noLive.Begin() {
 			p.s.logger.WarnContext(ctx, "no live processor: crashes wait in the inbox until one checks in",
 				"waiting_at_least", len(ids))
+			p.s.cfg.Figures.Event(figures.EventNoLive, "no live processor: crashes wait in the inbox")
 		}
 		return errWaiting
 	}
@@ -162,9 +175,26 @@ func (p *pass) queue(ctx context.Context, batch []crashstore.Entry) error {
 	}
 	if p.s.noLive.End() {
 		p.s.logger.InfoContext(ctx, "a processor is live again: queuing resumed")
+		p.s.cfg.Figures.Event(figures.EventNoLive, "a processor is live again: queuing resumed")
 	}
 	p.res.Queued += len(r.Queued)
 	p.res.Existing += len(r.Existing)
+	fig := p.s.cfg.Figures
+	fig.Queued(figures.LoopScanner, len(r.Queued))
+	if fig != nil && len(r.Queued) > 0 {
+		committed := time.Now()
+		queued := make(map[string]bool, len(r.Queued))
+		for _, a := range r.Queued {
+			queued[a.ID] = true
+		}
+		for i, e := range b.entries {
+			if queued[e.ID] {
+				fig.ArrivalLatency(committed.Sub(b.ready[i]))
+			}
+		}
+	}
+	fig.Progress(figures.LoopScanner, p.res.Queued+p.res.Existing)
+	p.progress.Update(ctx, p.res.Queued+p.res.Existing)
 	if p.s.logger.Enabled(ctx, slog.LevelDebug) { // a line per crash: skip building them unless wanted
 		for _, a := range r.Queued {
 			p.s.logger.DebugContext(ctx, "queued crash", "uuid", a.ID, "owner", a.Owner)

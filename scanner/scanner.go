@@ -25,6 +25,7 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/dispatch"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	CheckInFunc func() time.Duration // processorCheckInTime
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+
+	// Figures, when not nil, receives what the scanner does.
+	Figures *figures.Figures
 
 	Settle           time.Duration
 	BatchSize        int
@@ -93,11 +97,12 @@ type Scanner struct {
 	watch   *watcher      // nil when the inbox is not watched
 
 	// Owned by the goroutine running passes.
-	next       time.Duration           // the pause after the last pass, when shorter than the delay
-	incomplete loop.Memory[incomplete] // pairs seen incomplete, by id
-	noLive     loop.Episode            // no live processor: said once per stretch
-	lastReap   time.Time               // when the last dead-processor sweep started
-	firstPass  chan struct{}           // closed when a pass first completes
+	next         time.Duration           // the pause after the last pass, when shorter than the delay
+	incomplete   loop.Memory[incomplete] // pairs seen incomplete, by id
+	noLive       loop.Episode            // no live processor: said once per stretch
+	lastReap     time.Time               // when the last dead-processor sweep started
+	waitingCount *inboxCount             // the inbox counted while waiting for a live processor
+	firstPass    chan struct{}           // closed when a pass first completes
 }
 
 // incomplete is what the scanner remembers of a pair seen incomplete.
@@ -139,7 +144,8 @@ func (s *Scanner) Run(ctx context.Context) error {
 		defer func() { s.watch = nil; w.close() }()
 		go w.run(ctx)
 	}
-	r := loop.Runner{Name: "scanner", Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed, Pass: loop.Pass(s.RunOnce)}
+	r := loop.Runner{Name: figures.LoopScanner, Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed,
+		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures}
 	return r.Run(ctx)
 }
 
@@ -209,6 +215,7 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	case p.writing > 0:
 		s.next = s.cfg.Recheck
 	}
+	s.reportInbox(ctx, res)
 	select {
 	case <-s.firstPass:
 	default:
@@ -231,5 +238,49 @@ func (s *Scanner) logReap(ctx context.Context, r queue.ReapResult) {
 	case len(r.Dead) > 0:
 		s.logger.InfoContext(ctx, "reaped dead processors", "processors", fmt.Sprint(r.Dead),
 			"jobs_moved", r.MovedJobs, "priority_requests_returned", r.RequeuedPriority)
+		s.cfg.Figures.Reaped(len(r.Dead), r.MovedJobs)
+		s.cfg.Figures.Event(figures.EventReaped, fmt.Sprintf("reaped %d dead processor(s) %v: %d job(s) moved, %d priority request(s) returned",
+			len(r.Dead), r.Dead, r.MovedJobs, r.RequeuedPriority))
 	}
+}
+
+// inboxRecount is how often a scanner waiting for a live processor walks
+// the whole inbox to count the pairs waiting there.
+const inboxRecount = 30 * time.Second
+
+// reportInbox tells the figures what a pass left in the inbox: the pairs it
+// found incomplete, and, when it stopped for want of a live processor, the
+// complete pairs waiting, counted by a walk that queues nothing (at most
+// every inboxRecount; the last count in between).
+func (s *Scanner) reportInbox(ctx context.Context, res Result) {
+	if s.cfg.Figures == nil {
+		return
+	}
+	if !res.Waiting {
+		s.waitingCount = nil
+		s.cfg.Figures.SetInbox(0, res.Incomplete)
+		return
+	}
+	if s.waitingCount == nil || time.Since(s.waitingCount.at) >= inboxRecount {
+		c := &inboxCount{at: time.Now()}
+		err := s.crashes.Walk(ctx, func(e crashstore.Entry) error {
+			if ok, _ := s.crashes.Complete(e, s.cfg.Settle); ok {
+				c.complete++
+			} else {
+				c.incomplete++
+			}
+			return nil
+		})
+		if err != nil {
+			return // stopping, or the walk will fail the next pass too
+		}
+		s.waitingCount = c
+	}
+	s.cfg.Figures.SetInbox(s.waitingCount.complete, s.waitingCount.incomplete)
+}
+
+// inboxCount is a count of the inbox's pairs.
+type inboxCount struct {
+	at                   time.Time
+	complete, incomplete int
 }

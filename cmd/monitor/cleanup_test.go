@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 )
 
@@ -301,7 +302,7 @@ func TestRunCleanupStatus(t *testing.T) {
 		}
 	}
 	r = runMonitor(t, "status", "-c", path, "--json")
-	var st statusJSON
+	var st figures.Report
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
 		t.Fatalf("status --json: code %d, %v:\n%s", r.code, err, r.stdout)
 	}

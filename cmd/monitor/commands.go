@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +17,7 @@ import (
 	"github.com/crashmonitor/monitor/app"
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -150,40 +151,6 @@ func cmdPrioritize(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// statusJSON is the stable JSON shape of `monitor status --json`.
-type statusJSON struct {
-	Processors []processorJSON `json:"processors"`
-	Jobs       struct {
-		Queued    int64 `json:"queued"`
-		Started   int64 `json:"started"`
-		Succeeded int64 `json:"succeeded"`
-		Failed    int64 `json:"failed"`
-	} `json:"jobs"`
-	PriorityRequests       int64    `json:"priority_requests"`
-	OldestQueuedAgeSeconds *float64 `json:"oldest_queued_age_seconds"`
-	Cleanup                struct {
-		Failing int64                `json:"failing"`
-		Recent  []cleanupFailureJSON `json:"recent_failures"`
-	} `json:"cleanup"`
-}
-
-// cleanupFailureJSON is a finished job whose cleanup keeps failing.
-type cleanupFailureJSON struct {
-	UUID           string    `json:"uuid"`
-	Attempts       int       `json:"attempts"`
-	LastError      string    `json:"last_error"`
-	LastFailed     time.Time `json:"last_failed"`
-	RetryInSeconds float64   `json:"retry_in_seconds"`
-}
-
-type processorJSON struct {
-	ID       int64      `json:"id"`
-	Name     string     `json:"name"`
-	State    string     `json:"state"`
-	LastSeen *time.Time `json:"last_seen"`
-	Pending  int64      `json:"pending"`
-}
-
 // cmdStatus prints the queue summary.
 func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	f := newFlags("status")
@@ -201,70 +168,44 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rep := figures.StatusReport(st)
+	rep.ReadAt = time.Now()
+	rep.Daemon = daemonReport(ctx, cfg.HTTPListenAddress)
 	if *asJSON {
-		return writeStatusJSON(stdout, st)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
 	}
-	writeStatusText(stdout, st)
+	rep.WriteText(stdout)
 	return nil
 }
 
-func writeStatusJSON(w io.Writer, st queue.Status) error {
-	var out statusJSON
-	out.Processors = make([]processorJSON, 0, len(st.Processors))
-	for _, p := range st.Processors {
-		out.Processors = append(out.Processors, processorJSON{p.ID, p.Name, p.State, p.LastSeen, p.Pending})
+// daemonReport asks the daemon serving HTTP on addr for what only it knows
+// (its inbox, throughput, passes, events); nil when none answers quickly.
+func daemonReport(ctx context.Context, addr string) *figures.DaemonReport {
+	if addr == "" {
+		return nil
 	}
-	out.Jobs.Queued, out.Jobs.Started = st.Queued, st.Started
-	out.Jobs.Succeeded, out.Jobs.Failed = st.Succeeded, st.Failed
-	out.PriorityRequests = st.PriorityRequests
-	if st.OldestQueuedAge != nil {
-		s := st.OldestQueuedAge.Seconds()
-		out.OldestQueuedAgeSeconds = &s
+	ctx, cancel := context.WithTimeout(ctx, daemonTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/status", nil)
+	if err != nil {
+		return nil
 	}
-	out.Cleanup.Failing = st.CleanupFailing
-	out.Cleanup.Recent = make([]cleanupFailureJSON, 0, len(st.CleanupFailures))
-	for _, f := range st.CleanupFailures {
-		out.Cleanup.Recent = append(out.Cleanup.Recent,
-			cleanupFailureJSON{f.UUID, f.Attempts, f.LastError, f.LastFailed, max(f.RetryIn, 0).Seconds()})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	defer resp.Body.Close()
+	var rep figures.Report
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rep) != nil {
+		return nil
+	}
+	return rep.Daemon
 }
 
-func writeStatusText(w io.Writer, st queue.Status) {
-	states := map[string]int{}
-	for _, p := range st.Processors {
-		states[p.State]++
-	}
-	fmt.Fprintf(w, "processors: %d (%d live, %d stale, %d dead)\n",
-		len(st.Processors), states["live"], states["stale"], states["dead"])
-	if len(st.Processors) > 0 {
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "  ID\tNAME\tSTATE\tLAST SEEN\tPENDING")
-		for _, p := range st.Processors {
-			seen := "never"
-			if p.LastSeen != nil {
-				seen = p.LastSeen.Format("2006-01-02 15:04:05")
-			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\n", p.ID, p.Name, p.State, seen, p.Pending)
-		}
-		tw.Flush()
-	}
-	fmt.Fprintf(w, "jobs: %d queued, %d started, %d succeeded, %d failed\n",
-		st.Queued, st.Started, st.Succeeded, st.Failed)
-	fmt.Fprintf(w, "priority requests pending: %d\n", st.PriorityRequests)
-	if st.OldestQueuedAge != nil {
-		fmt.Fprintf(w, "oldest queued job: %s\n", st.OldestQueuedAge.Round(time.Second))
-	} else {
-		fmt.Fprintln(w, "oldest queued job: none")
-	}
-	fmt.Fprintf(w, "cleanups failing: %d\n", st.CleanupFailing)
-	for _, f := range st.CleanupFailures {
-		fmt.Fprintf(w, "  %s  %d attempt(s), last %s, retry in %s: %s\n", f.UUID, f.Attempts,
-			f.LastFailed.Format("2006-01-02 15:04:05"), max(f.RetryIn, 0).Round(time.Second), f.LastError)
-	}
-}
+// daemonTimeout bounds asking a running daemon for its report.
+const daemonTimeout = 2 * time.Second
 
 // cmdVersion prints the version and build information.
 func cmdVersion(args []string, stdout io.Writer) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 )
 
@@ -87,6 +88,7 @@ func baseConfig(dir, dbURL string) testConfig {
 		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
 		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
 		"logFilePathname":           filepath.Join(dir, "monitor.log"),
+		"httpListenAddress":         "127.0.0.1:0",
 	}
 }
 
@@ -330,7 +332,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	r = runMonitor(t, "status", "-c", path, "--json")
-	var st statusJSON
+	var st figures.Report
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
 		t.Fatalf("status --json: code %d, %v:\n%s", r.code, err, r.stdout)
 	}

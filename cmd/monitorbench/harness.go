@@ -329,6 +329,7 @@ func (db *scenarioDB) monitorConfig(dir, root string) monitorConfig {
 		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
 		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
 		"logFilePathname":           filepath.Join(dir, "monitor.log"),
+		"httpListenAddress":         "127.0.0.1:0",
 		"processorCheckInTime":      checkInConfig,
 		"standardLoopDelay":         "00:05:00",
 		"priorityLoopDelay":         "00:01:00",

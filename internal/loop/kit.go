@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"iter"
+	"log/slog"
 	"time"
 )
 
@@ -143,4 +144,36 @@ func Pass[R any](runOnce func(context.Context) (R, error)) func(context.Context)
 		_, err := runOnce(ctx)
 		return err
 	}
+}
+
+// ProgressInterval is how often a long pass logs its progress.
+const ProgressInterval = 10 * time.Second
+
+// Progress logs the progress of a long pass at INFO every ProgressInterval:
+// how much is done so far and the rate since the pass began. A pass shorter
+// than the interval logs nothing. Start it at the beginning of the pass.
+type Progress struct {
+	logger *slog.Logger
+	msg    string
+	start  time.Time
+	last   time.Time
+}
+
+// NewProgress starts the progress of a pass, logged with msg.
+func NewProgress(logger *slog.Logger, msg string) *Progress {
+	now := time.Now()
+	return &Progress{logger: logger, msg: msg, start: now, last: now}
+}
+
+// Update logs done (crashes handled so far) when ProgressInterval has
+// passed since the last line.
+func (p *Progress) Update(ctx context.Context, done int) {
+	now := time.Now()
+	if now.Sub(p.last) < ProgressInterval {
+		return
+	}
+	p.last = now
+	elapsed := now.Sub(p.start)
+	p.logger.InfoContext(ctx, p.msg, "done", done, "elapsed", elapsed.Round(time.Second),
+		"per_second", int(float64(done)/elapsed.Seconds()))
 }

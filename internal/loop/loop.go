@@ -50,6 +50,20 @@ type Runner struct {
 	// tried after a backoff; a pass that fails because ctx was cancelled ends
 	// the loop quietly.
 	Pass func(ctx context.Context) error
+	// Observer, when not nil, is told when passes start and end and when
+	// waits begin (the monitor's figures and health check).
+	Observer Observer
+}
+
+// Observer is told what a Runner does. Its methods must not block.
+type Observer interface {
+	// PassStarted: loop began a pass; delay is its current delay.
+	PassStarted(loop string, delay time.Duration)
+	// PassEnded: loop's pass ended after took, with err (nil for success,
+	// the context's error when stopped).
+	PassEnded(loop string, took time.Duration, err error)
+	// Waiting: loop began waiting for its next pass.
+	Waiting(loop string)
 }
 
 // Run runs passes until ctx is done, then returns nil. It returns early only
@@ -64,7 +78,18 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	failures := 0
 	for {
+		start := time.Now()
+		if r.Observer != nil {
+			r.Observer.PassStarted(r.Name, r.DelayFunc())
+		}
 		err := r.Pass(ctx)
+		if r.Observer != nil {
+			perr := err
+			if ctx.Err() != nil {
+				perr = nil // stopped, not failed
+			}
+			r.Observer.PassEnded(r.Name, time.Since(start), perr)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -75,6 +100,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			logger.ErrorContext(ctx, "pass failed", "error", err, "consecutive_failures", failures)
 		default:
 			failures = 0
+		}
+		if r.Observer != nil {
+			r.Observer.Waiting(r.Name)
 		}
 		if !r.wait(ctx, time.Now(), failures) {
 			return nil
