@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -80,9 +79,7 @@ func TestRunKilledDuringCleanup(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["cleanupJobsLoopDelay"] = "1"
 	cfg.Write(t, path)
 	std := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
@@ -135,9 +132,7 @@ func TestRunKilledDuringCleanup(t *testing.T) {
 	if !testkit.Poll(t, 3*testkit.WaitTimeout(), func() bool { return countJobs(t, pool) == 0 }) {
 		t.Fatalf("after the restarts: %d rows left\n%s", countJobs(t, pool), d.LogText())
 	}
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 
 	checkCleanupArchives(t, cfg, pairs)
 	for _, root := range []string{cfg["storageRoot"], cfg["deferredStorageRoot"]} {
@@ -194,9 +189,7 @@ func checkCleanupArchives(t *testing.T, cfg testkit.Config, pairs []cleanupPair)
 func TestRunCleanupStatus(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg.Write(t, path)
 	std := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	const blocked, fine = "4dd21cc0-49d9-46ae-a42b-fadb42090928", "0bba929f-8721-460c-dead-a43c20071025"
@@ -213,9 +206,7 @@ func TestRunCleanupStatus(t *testing.T) {
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	d.WaitLog(t, "cleanup of a finished job failed; it will be retried", 1)
 	d.WaitLog(t, "INFO - cleanup - cleaned up finished jobs archived=1", 1)
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 	if log := d.LogText(); !strings.Contains(log, "uuid="+blocked) || !strings.Contains(log, inTheWay) {
 		t.Errorf("the failure is not logged with its crash and path:\n%s", log)
 	}

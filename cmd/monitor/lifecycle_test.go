@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,9 +101,7 @@ func TestLifeCycle(t *testing.T) {
 	waitUntil("the dead processor reaped", func() bool {
 		return count("SELECT count(*) FROM processors") == 1
 	})
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 
 	ids := []string{wanted}
 	for i := range pairs {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/pgtest"
@@ -87,9 +86,7 @@ func TestUsage(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, "postgres://socorro:s3cret@db.example:5433/breakpad")
+	cfg, path := newConfig(t, "postgres://socorro:s3cret@db.example:5433/breakpad")
 	cfg["databasePassword"] = "hunter2"
 	cfg["standardLoopDelay"] = "00:01:30"
 	cfg["dumpPermissions"] = "432"
@@ -136,9 +133,7 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			path := filepath.Join(dir, "monitor.yaml")
-			cfg := testkit.BaseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
+			cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none")
 			cfg[tc.key] = tc.value
 			cfg.Write(t, path)
 			for _, args := range [][]string{
@@ -153,7 +148,7 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 					t.Errorf("monitor %s: code %d, stderr %q; want code 2 naming %s", args[0], r.code, r.stderr, tc.wantInErr)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(dir, "monitor.log")); !os.IsNotExist(err) {
+			if _, err := os.Stat(cfg["logFilePathname"]); !os.IsNotExist(err) {
 				t.Errorf("log file exists after a bad config (stat: %v)", err)
 			}
 		})
@@ -163,9 +158,8 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.EmptySchema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	testkit.BaseConfig(dir, testkit.SchemaURL(t, pool)).Write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 
 	r := runMonitor(t, "migrate", "--config", path)
 	if r.code != 0 || !strings.Contains(r.stdout, "migrated from version 0") {
@@ -186,9 +180,8 @@ func TestMigrate(t *testing.T) {
 
 func TestMigrateUnreachableDatabase(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	testkit.BaseConfig(dir, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2").Write(t, path)
+	cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	cfg.Write(t, path)
 	for _, cmd := range []string{"migrate", "status"} {
 		if r := runMonitor(t, cmd, "-c", path); r.code != exitFailure {
 			t.Errorf("%s with no database: code %d, want 1 (stderr %q)", cmd, r.code, r.stderr)
@@ -199,9 +192,8 @@ func TestMigrateUnreachableDatabase(t *testing.T) {
 func TestPrioritize(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	testkit.BaseConfig(dir, testkit.SchemaURL(t, pool)).Write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	ctx := t.Context()
 	count := func() int {
 		var n int
@@ -240,9 +232,8 @@ func TestPrioritize(t *testing.T) {
 func TestStatus(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	testkit.BaseConfig(dir, testkit.SchemaURL(t, pool)).Write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	_, err := pool.Exec(t.Context(), `
 		INSERT INTO processors (id, name, startdatetime, lastseendatetime) VALUES
 			(1, 'live_1', localtimestamp, localtimestamp),
@@ -280,15 +271,22 @@ func TestStatus(t *testing.T) {
 func TestStatusWithoutSchema(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.EmptySchema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	testkit.BaseConfig(dir, testkit.SchemaURL(t, pool)).Write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	for _, args := range [][]string{{"status"}, {"prioritize", "4dd21cc0-49d9-46ae-a42b-fadb42090928"}, {"run"}} {
 		r := runMonitor(t, append(args, "-c", path)...)
 		if r.code != exitFailure || !strings.Contains(r.stderr, "monitor migrate") {
 			t.Errorf("%v on an empty database: code %d, stderr %q; want 1 saying to run monitor migrate", args, r.code, r.stderr)
 		}
 	}
+}
+
+// newConfig is testkit.BaseConfig in a fresh directory for dbURL, and the
+// path of its file there (written by cfg.Write).
+func newConfig(t *testing.T, dbURL string) (testkit.Config, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return testkit.BaseConfig(dir, dbURL), filepath.Join(dir, "monitor.yaml")
 }
 
 // startDaemon starts `monitor run -c path`, writing its log to logPath; the
@@ -298,15 +296,21 @@ func startDaemon(t *testing.T, path, logPath string) *testkit.Proc {
 	return testkit.StartProc(t, monitorBin, logPath, "run", "-c", path)
 }
 
+// stopDaemon stops d with SIGTERM and fails the test unless it exits 0.
+func stopDaemon(t *testing.T, d *testkit.Proc) {
+	t.Helper()
+	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
+	}
+}
+
 func TestRunStopsGracefully(t *testing.T) {
 	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			pool := pgtest.Schema(t)
-			dir := t.TempDir()
-			path := filepath.Join(dir, "monitor.yaml")
-			cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+			cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 			cfg["databasePassword"] = "hunter2"
 			cfg.Write(t, path)
 			d := startDaemon(t, path, cfg["logFilePathname"])
@@ -333,26 +337,20 @@ func TestRunStopsGracefully(t *testing.T) {
 
 func TestRunRetriesUnreachableDatabase(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
+	cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none")
 	cfg.Write(t, path)
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	d.WaitLog(t, "database unreachable; retrying", 2)
 	if !strings.Contains(d.Stderr(), "database unreachable") {
 		t.Errorf("the connection failures are not on stderr:\n%s", d.Stderr())
 	}
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 }
 
 func TestRunReloadsConfig(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["logFileErrorLoggingLevel"] = "INFO"
 	cfg.Write(t, path)
 	d := startDaemon(t, path, cfg["logFilePathname"])
@@ -361,7 +359,7 @@ func TestRunReloadsConfig(t *testing.T) {
 	// An edit of the file alone is picked up: a hot key applies at once, a
 	// restart-only key is reported.
 	cfg["standardLoopDelay"] = "00:00:30"
-	cfg["storageRoot"] = filepath.Join(dir, "elsewhere")
+	cfg["storageRoot"] = filepath.Join(filepath.Dir(path), "elsewhere")
 	cfg.Write(t, path)
 	d.WaitLog(t, "configuration reloaded applied=standardLoopDelay", 1)
 	d.WaitLog(t, "restart the monitor to apply it key=storageRoot", 1)
@@ -379,9 +377,7 @@ func TestRunReloadsConfig(t *testing.T) {
 	d.Signal(t, syscall.SIGHUP)
 	d.WaitLog(t, "SIGHUP received", 1)
 	d.WaitLog(t, "DEBUG", 1)
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 }
 
 // TestRunQueuesCrashes: `monitor run` queues the pairs already in the inbox
@@ -389,20 +385,11 @@ func TestRunReloadsConfig(t *testing.T) {
 func TestRunQueuesCrashes(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg.Write(t, path)
 	testkit.LiveProcessors(t, pool, 2)
 	crashes := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
-	var entries []crashstore.Entry
-	put := func(i int, at time.Time) {
-		p := testkit.Pair{ID: fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i), At: at}
-		entries = append(entries, testkit.WritePairs(t, crashes, &testkit.PairOpts{Fresh: true}, p)...)
-	}
-	for i := range 5 {
-		put(i, time.Now().UTC().Add(-time.Hour))
-	}
+	entries := writePairs(t, crashes, 5)
 	jobs := func() int { return testkit.QueryInt(t, pool, "SELECT count(*) FROM jobs") }
 	waitJobs := func(n int) {
 		t.Helper()
@@ -413,11 +400,10 @@ func TestRunQueuesCrashes(t *testing.T) {
 
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	waitJobs(5)
-	put(5, time.Now().UTC())
+	entries = append(entries, testkit.WritePairs(t, crashes, &testkit.PairOpts{Fresh: true},
+		testkit.Pair{ID: "00000005-49d9-46ae-a42b-fadb42090928"})...)
 	waitJobs(6)
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 	if n := jobs(); n != 6 {
 		t.Errorf("%d jobs after the stop, want 6", n)
 	}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,8 +34,8 @@ type priorityFixture struct {
 func newPriorityFixture(t *testing.T, processors int) *priorityFixture {
 	t.Helper()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	f := &priorityFixture{pool: pool, path: filepath.Join(dir, "monitor.yaml"), cfg: testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))}
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	f := &priorityFixture{pool: pool, path: path, cfg: cfg}
 	f.cfg["priorityLoopDelay"] = "00:01:00"
 	f.cfg.Write(t, f.path)
 	f.standard = crashstore.New(f.cfg["storageRoot"], crashstore.Options{GID: -1})
@@ -114,9 +113,7 @@ func TestRunResolvesPriorityRequests(t *testing.T) {
 			t.Errorf("crash file moved or deleted: %v", err)
 		}
 	}
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 	log := d.LogText()
 	for _, want := range []string{"priority crash queued uuid=" + stdID + " tree=standard", "priority crash queued uuid=" + defID + " tree=deferred"} {
 		if !strings.Contains(log, want) {
@@ -197,7 +194,5 @@ func TestMeasurePriorityLatency(t *testing.T) {
 			break
 		}
 	}
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 }

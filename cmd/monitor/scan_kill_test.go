@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +27,7 @@ func TestRunKilledDuringScan(t *testing.T) {
 	t.Parallel()
 	const pairs = 12000
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["processorCheckInTime"] = "01:00:00" // the processors below stay live throughout
 	cfg.Write(t, path)
 	testkit.LiveProcessors(t, pool, 3)
@@ -71,9 +68,7 @@ func TestRunKilledDuringScan(t *testing.T) {
 		t.Fatalf("after the restarts: %d jobs (want %d), %d inbox links left",
 			jobs(), pairs, inboxLinks(t, cfg["storageRoot"]))
 	}
-	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
-	}
+	stopDaemon(t, d)
 
 	got := testkit.QueryStrings(t, pool, "SELECT uuid FROM jobs ORDER BY uuid")
 	want := make([]string, 0, len(entries))
