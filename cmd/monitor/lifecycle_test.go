@@ -42,14 +42,7 @@ func TestLifeCycle(t *testing.T) {
 	standard := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	deferredTree := crashstore.New(cfg["deferredStorageRoot"], crashstore.Options{GID: -1})
 	gen := func(store *crashstore.Store, n int, seed uint64) *crashgen.Generator {
-		g, err := crashgen.New(crashgen.Options{Count: n, DumpSize: 64, Seed: seed, Webheads: []string{"web1", "web2"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.Write(t.Context(), store); err != nil {
-			t.Fatal(err)
-		}
-		return g
+		return testkit.Generate(t, store, crashgen.Options{Count: n, DumpSize: 64, Seed: seed, Webheads: []string{"web1", "web2"}})
 	}
 	deferredGen := gen(deferredTree, deferred, seed+1)
 	wanted := deferredGen.ID(2) // the one a user asks for

@@ -57,13 +57,7 @@ func setup(t *testing.T) *testBundle {
 // generate writes n crashes into store and returns their ids.
 func generate(t *testing.T, store *crashstore.Store, n int) []string {
 	t.Helper()
-	g, err := crashgen.New(crashgen.Options{Count: n, DumpSize: 64, Webheads: []string{"web1", "web2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Write(t.Context(), store); err != nil {
-		t.Fatal(err)
-	}
+	g := testkit.Generate(t, store, crashgen.Options{Count: n, DumpSize: 64, Webheads: []string{"web1", "web2"}})
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = g.ID(i)

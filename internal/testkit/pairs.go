@@ -12,6 +12,7 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/crashfixture"
+	"github.com/crashmonitor/monitor/internal/crashgen"
 )
 
 // Pair is a crash pair for WritePairs.
@@ -143,4 +144,18 @@ func Files(t testing.TB, root string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Generate writes the crashes of opts into s with crashgen, as collectors
+// would, and returns the generator: its ID(i) names the i-th crash.
+func Generate(t testing.TB, s *crashstore.Store, opts crashgen.Options) *crashgen.Generator {
+	t.Helper()
+	g, err := crashgen.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Write(withoutCancel(t), s); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

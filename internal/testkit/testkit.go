@@ -3,9 +3,9 @@
 // deadline, a locked buffer, configuration files, a handle on a running
 // `monitor run`, and factories for processors, jobs and crash pairs.
 //
-// It is for tests only. It may import testing, pgx, crashstore and the other
-// internal test packages, but none of the loops (scanner, priority,
-// cleanup), whose in-package tests import it.
+// It is for tests only. It may import testing, pgx, crashstore, pgtest and
+// the crash fixtures and generator (crashfixture, crashgen), but none of the
+// loops (scanner, priority, cleanup), whose in-package tests import it.
 package testkit
 
 import (

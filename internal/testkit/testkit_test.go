@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/crashgen"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/testkit"
 )
@@ -190,5 +191,16 @@ func TestFactories(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("jobs:\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestGenerate(t *testing.T) {
+	t.Parallel()
+	s := crashstore.New(filepath.Join(t.TempDir(), "tree"), crashstore.Options{GID: -1})
+	g := testkit.Generate(t, s, crashgen.Options{Count: 5, DumpSize: 8, Seed: 1})
+	for i := range 5 {
+		if _, err := s.Lookup(t.Context(), g.ID(i)); err != nil {
+			t.Errorf("crash %d (%s): %v", i, g.ID(i), err)
+		}
 	}
 }
