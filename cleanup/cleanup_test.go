@@ -177,9 +177,7 @@ func TestCleanupBatches(t *testing.T) {
 	finish(t, b.pool, false, ko...)
 	running := crashID(1000, testDay)
 	put(t, b.std, false, running)
-	if _, err := b.pool.Exec(t.Context(), `INSERT INTO jobs (uuid, queueddatetime) VALUES ($1, localtimestamp)`, running); err != nil {
-		t.Fatal(err)
-	}
+	testkit.Jobs(t, b.pool, testkit.Queued, 0, running)
 
 	res := b.runOnce(t)
 	if res.Archived != 35 || res.Rows != 35 || res.Deferred != 5 {
