@@ -53,7 +53,7 @@ UPDATE jobs SET success = false WHERE id IN (2, 4, 8, 12)`); err != nil {
 		t.Fatal(err)
 	}
 	group := func(where string) []string {
-		return testkit.QueryStrings(t, b.pool, `SELECT uuid FROM jobs WHERE `+where+` ORDER BY id`)
+		return testkit.QueryColumn[string](t, b.pool, `SELECT uuid FROM jobs WHERE `+where+` ORDER BY id`)
 	}
 	succeeded, failed, untouched = group(`success`), group(`NOT success`), group(`success IS NULL`)
 	if len(succeeded) != 4 || len(failed) != 4 || len(untouched) != 6 {

@@ -108,7 +108,7 @@ func finish(t testing.TB, pool *pgxpool.Pool, success bool, ids ...string) {
 // rows returns the uuids of the jobs table, sorted.
 func rows(t testing.TB, pool *pgxpool.Pool) []string {
 	t.Helper()
-	return testkit.QueryStrings(t, pool, `SELECT uuid FROM jobs ORDER BY uuid`)
+	return testkit.QueryColumn[string](t, pool, `SELECT uuid FROM jobs ORDER BY uuid`)
 }
 
 // runOnce runs a pass and fails the test on error.

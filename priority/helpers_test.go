@@ -78,21 +78,13 @@ func (b *bundle) exec(t *testing.T, sql string, args ...any) {
 // int64s runs a query returning one bigint column.
 func (b *bundle) int64s(t *testing.T, sql string, args ...any) []int64 {
 	t.Helper()
-	rows, err := b.pool.Query(t.Context(), sql, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	return out
+	return testkit.QueryColumn[int64](t, b.pool, sql, args...)
 }
 
 // strings runs a query returning one text column, sorted.
 func (b *bundle) strings(t *testing.T, sql string, args ...any) []string {
 	t.Helper()
-	out := testkit.QueryStrings(t, b.pool, sql, args...)
+	out := testkit.QueryColumn[string](t, b.pool, sql, args...)
 	slices.Sort(out)
 	return out
 }

@@ -70,7 +70,7 @@ func TestRunKilledDuringScan(t *testing.T) {
 	}
 	stopDaemon(t, d)
 
-	got := testkit.QueryStrings(t, pool, "SELECT uuid FROM jobs ORDER BY uuid")
+	got := testkit.QueryColumn[string](t, pool, "SELECT uuid FROM jobs ORDER BY uuid")
 	want := make([]string, 0, len(entries))
 	for _, e := range entries {
 		want = append(want, e.ID)

@@ -93,14 +93,15 @@ func QueryInt(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 	return n
 }
 
-// QueryStrings runs a query returning one text column, in the query's order.
-func QueryStrings(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) []string {
+// QueryColumn runs a query returning one column, and returns its values
+// in the query's order.
+func QueryColumn[T any](t testing.TB, pool *pgxpool.Pool, sql string, args ...any) []T {
 	t.Helper()
 	rows, err := pool.Query(withoutCancel(t), sql, args...)
 	if err != nil {
 		t.Fatalf("query %q: %v", sql, err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[T])
 	if err != nil {
 		t.Fatalf("query %q: %v", sql, err)
 	}

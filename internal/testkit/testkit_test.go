@@ -177,7 +177,7 @@ func TestFactories(t *testing.T) {
 	testkit.Jobs(t, pool, testkit.Started, procs[1], "s1")
 	testkit.Jobs(t, pool, testkit.Succeeded, procs[0], "ok1", "ok2")
 	testkit.Jobs(t, pool, testkit.Failed, 0, "ko1")
-	got := testkit.QueryStrings(t, pool, `
+	got := testkit.QueryColumn[string](t, pool, `
 		SELECT uuid || ':' || coalesce(owner::text, '-') || ':' || (starteddatetime IS NOT NULL) || ':' ||
 			(completeddatetime IS NOT NULL) || ':' || coalesce(success::text, '-')
 		FROM jobs ORDER BY uuid`)
