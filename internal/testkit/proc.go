@@ -60,11 +60,8 @@ func StartProc(t testing.TB, bin, logPath string, args ...string) *Proc {
 	return p
 }
 
-// Done is closed when the process has exited.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// Code is the exit code (-1 when killed by a signal); valid once Done is
-// closed.
+// Code waits for the process to exit and returns its exit code (-1 when a
+// signal killed it).
 func (p *Proc) Code() int {
 	<-p.done
 	return p.code
