@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,15 +41,15 @@ func StartProc(t testing.TB, bin, logPath string, args ...string) *Proc {
 	p := &Proc{cmd: exec.Command(bin, args...), name: filepath.Base(bin), logPath: logPath, done: make(chan struct{})}
 	p.cmd.Env = CleanEnv()
 	p.cmd.Stderr = &p.stderr
+	// A child the process left behind may hold stderr open: do not wait
+	// for it once the process itself is gone.
+	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		err := p.cmd.Wait()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			p.code = ee.ExitCode()
-		}
+		p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
 		close(p.done)
 	}()
 	t.Cleanup(func() {

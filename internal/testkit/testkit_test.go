@@ -99,8 +99,15 @@ while :; do sleep 0.01; done`
 		t.Errorf("Tail(2) = %q", got)
 	}
 
-	k := testkit.StartProc(t, "/bin/sh", logPath, "-c", "sleep 60")
+	// The shell's child keeps stderr open after the kill: Kill returns
+	// anyway, within WaitDelay.
+	k := testkit.StartProc(t, "/bin/sh", logPath, "-c", "echo forking >> \"$0\"; sleep 60; :", logPath)
+	k.WaitLog(t, "forking", 1)
+	start := time.Now()
 	k.Kill(t)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Kill took %v", d)
+	}
 	if k.Code() != -1 {
 		t.Errorf("exit code after SIGKILL = %d, want -1", k.Code())
 	}
