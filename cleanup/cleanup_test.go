@@ -1,7 +1,6 @@
 package cleanup
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io/fs"
@@ -14,59 +13,22 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
 )
 
-// classicFixture is a line of testdata/crashes/classic.txt.
-type classicFixture struct {
-	id, webhead string
-	at          time.Time
-}
-
-func classicSet(t *testing.T, set string) []classicFixture {
+// createTestSet writes the classic fixtures of set into a tree as the
+// classic createTestSet did: a one-line json and a one-line dump each,
+// settled.
+func createTestSet(t *testing.T, tree *crashstore.Store, set string) []testkit.Pair {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "crashes", "classic.txt"))
-	if err != nil {
-		t.Fatal(err)
+	fxs := testkit.ClassicPairs(t, set)
+	for i := range fxs {
+		fxs[i].Dump, fxs[i].JSON = pairData(fxs[i].ID)
 	}
-	defer f.Close()
-	var out []classicFixture
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) != 6 || fields[0] != set {
-			continue
-		}
-		at, err := time.Parse("2006-01-02-15-04", fields[2])
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, classicFixture{id: fields[1], at: at, webhead: fields[3]})
-	}
-	if err := sc.Err(); err != nil || len(out) == 0 {
-		t.Fatalf("classic fixtures %s: %d, %v", set, len(out), err)
-	}
-	return out
-}
-
-// createTestSet writes fixtures into a tree as the classic createTestSet
-// did: a one-line json and a one-line dump each, settled.
-func createTestSet(t *testing.T, tree *crashstore.Store, fxs []classicFixture) {
-	t.Helper()
-	old := time.Now().Add(-time.Hour)
-	for _, fx := range fxs {
-		dump, json := pairData(fx.id)
-		e, err := tree.NewEntry(fx.id, fx.webhead, fx.at, dump, json)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range []string{e.JSONPath, e.DumpPath} {
-			if err := os.Chtimes(p, old, old); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	testkit.WritePairs(t, tree, nil, fxs...)
+	return fxs
 }
 
 // classicCleanupSetup is the setup of classic tests 21 and 22: four
@@ -76,12 +38,8 @@ func createTestSet(t *testing.T, tree *crashstore.Store, fxs []classicFixture) {
 func classicCleanupSetup(t *testing.T, b *bundle) (succeeded, failed, untouched []string) {
 	t.Helper()
 	ctx := t.Context()
-	if _, err := b.pool.Exec(ctx, `
-INSERT INTO processors (name, startdatetime, lastseendatetime)
-SELECT 'test_' || g, localtimestamp, localtimestamp FROM generate_series(1, 4) g`); err != nil {
-		t.Fatal(err)
-	}
-	createTestSet(t, b.std, classicSet(t, "jsonFileData"))
+	testkit.LiveProcessors(t, b.pool, 4)
+	createTestSet(t, b.std, "jsonFileData")
 	sc := scanner.New(scanner.Config{
 		DelayFunc:   func() time.Duration { return time.Hour },
 		CheckInFunc: func() time.Duration { return 5 * time.Minute },
@@ -95,20 +53,7 @@ UPDATE jobs SET success = false WHERE id IN (2, 4, 8, 12)`); err != nil {
 		t.Fatal(err)
 	}
 	group := func(where string) []string {
-		r, err := b.pool.Query(ctx, `SELECT uuid FROM jobs WHERE `+where+` ORDER BY id`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		var out []string
-		for r.Next() {
-			var s string
-			if err := r.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		return out
+		return testkit.QueryColumn[string](t, b.pool, `SELECT uuid FROM jobs WHERE `+where+` ORDER BY id`)
 	}
 	succeeded, failed, untouched = group(`success`), group(`NOT success`), group(`success IS NULL`)
 	if len(succeeded) != 4 || len(failed) != 4 || len(untouched) != 6 {
@@ -232,9 +177,7 @@ func TestCleanupBatches(t *testing.T) {
 	finish(t, b.pool, false, ko...)
 	running := crashID(1000, testDay)
 	put(t, b.std, false, running)
-	if _, err := b.pool.Exec(t.Context(), `INSERT INTO jobs (uuid, queueddatetime) VALUES ($1, localtimestamp)`, running); err != nil {
-		t.Fatal(err)
-	}
+	testkit.Jobs(t, b.pool, testkit.Queued, 0, running)
 
 	res := b.runOnce(t)
 	if res.Archived != 35 || res.Rows != 35 || res.Deferred != 5 {
@@ -281,18 +224,17 @@ func TestCleanupDeferred(t *testing.T) {
 		t.Run(fmt.Sprintf("noArchives=%v", noArchives), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, options{noArchives: noArchives})
-			fxs := classicSet(t, "jsonMoreData")
-			createTestSet(t, b.deferred, fxs)
-			finish(t, b.pool, true, fxs[0].id)
-			finish(t, b.pool, false, fxs[1].id)
+			fxs := createTestSet(t, b.deferred, "jsonMoreData")
+			finish(t, b.pool, true, fxs[0].ID)
+			finish(t, b.pool, false, fxs[1].ID)
 			b.runOnce(t)
 			if noArchives {
 				if files := treeFiles(t, b.deferred.Root()); len(files) != 0 {
 					t.Errorf("deferred tree still holds %v", files)
 				}
 			} else {
-				checkArchived(t, b.successful, []string{fxs[0].id}, b.deferred)
-				checkArchived(t, b.failed, []string{fxs[1].id}, b.deferred)
+				checkArchived(t, b.successful, []string{fxs[0].ID}, b.deferred)
+				checkArchived(t, b.failed, []string{fxs[1].ID}, b.deferred)
 			}
 			if got := rows(t, b.pool); len(got) != 0 {
 				t.Errorf("jobs left: %v", got)

@@ -2,8 +2,6 @@ package cleanup
 
 import (
 	"bytes"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
@@ -11,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,26 +17,9 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
-
-// logBuffer collects a logger's lines, safe for the workers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // options configures setup.
 type options struct {
@@ -57,13 +37,13 @@ type bundle struct {
 	std, deferred       *crashstore.Store
 	successful, failed  *crashstore.Store // nil when deleting
 	successRoot, failRt string
-	log                 *logBuffer
+	log                 *testkit.SyncBuffer
 	cleaner             *Cleaner
 }
 
 func setup(t testing.TB, o options) *bundle {
 	t.Helper()
-	b := &bundle{pool: pgtest.Schema(t), log: &logBuffer{}}
+	b := &bundle{pool: pgtest.Schema(t), log: &testkit.SyncBuffer{}}
 	b.jobs = queue.NewStore(b.pool)
 	dir := t.TempDir()
 	b.std = crashstore.New(filepath.Join(dir, "toBeProcessed"), crashstore.Options{GID: -1})
@@ -88,10 +68,7 @@ func setup(t testing.TB, o options) *bundle {
 
 // crashID returns the i-th test crash id, dated day, depth 2, spread over
 // the name branch like real ids.
-func crashID(i int, day time.Time) string {
-	h := uint32(i) * 2654435761 // a bijection of uint32: distinct ids
-	return fmt.Sprintf("%08x-%04x-4%03x-8000-00000%01d%s", h, i&0xffff, (i>>16)&0xfff, 2, day.Format("060102"))
-}
+var crashID = testkit.CrashID
 
 // testDay is the crash date of generated ids.
 var testDay = time.Date(2009, 9, 28, 0, 0, 0, 0, time.UTC)
@@ -106,19 +83,14 @@ func pairData(id string) (dump, json []byte) {
 // them).
 func put(t testing.TB, tree *crashstore.Store, keepLinks bool, ids ...string) map[string]crashstore.Entry {
 	t.Helper()
-	out := make(map[string]crashstore.Entry, len(ids))
-	for _, id := range ids {
+	pairs := make([]testkit.Pair, len(ids))
+	for i, id := range ids {
 		dump, json := pairData(id)
-		e, err := tree.NewEntry(id, "webhead01", testDay.Add(12*time.Hour), dump, json)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !keepLinks {
-			if err := tree.RemoveLinks(e); err != nil {
-				t.Fatal(err)
-			}
-		}
-		out[id] = e
+		pairs[i] = testkit.Pair{ID: id, Webhead: "webhead01", At: testDay.Add(12 * time.Hour), Dump: dump, JSON: json}
+	}
+	out := make(map[string]crashstore.Entry, len(ids))
+	for _, e := range testkit.WritePairs(t, tree, &testkit.PairOpts{Fresh: true, Queued: !keepLinks}, pairs...) {
+		out[e.ID] = e
 	}
 	return out
 }
@@ -126,35 +98,17 @@ func put(t testing.TB, tree *crashstore.Store, keepLinks bool, ids ...string) ma
 // finish inserts finished jobs (no owner), completed in the given order.
 func finish(t testing.TB, pool *pgxpool.Pool, success bool, ids ...string) {
 	t.Helper()
-	_, err := pool.Exec(t.Context(), `
-INSERT INTO jobs (uuid, queueddatetime, starteddatetime, completeddatetime, success)
-SELECT u, localtimestamp, localtimestamp, localtimestamp + make_interval(secs => o), $2
-FROM unnest($1::text[]) WITH ORDINALITY AS t(u, o)`, ids, success)
-	if err != nil {
-		t.Fatalf("insert finished jobs: %v", err)
+	state := testkit.Failed
+	if success {
+		state = testkit.Succeeded
 	}
+	testkit.Jobs(t, pool, state, 0, ids...)
 }
 
 // rows returns the uuids of the jobs table, sorted.
 func rows(t testing.TB, pool *pgxpool.Pool) []string {
 	t.Helper()
-	r, err := pool.Query(t.Context(), `SELECT uuid FROM jobs ORDER BY uuid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []string
-	for r.Next() {
-		var s string
-		if err := r.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := r.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testkit.QueryColumn[string](t, pool, `SELECT uuid FROM jobs ORDER BY uuid`)
 }
 
 // runOnce runs a pass and fails the test on error.
@@ -172,21 +126,10 @@ func (b *bundle) runOnce(t testing.TB) Result {
 func treeFiles(t testing.TB, root string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		name := d.Name()
+	for _, r := range testkit.Files(t, root) {
+		name := filepath.Base(r)
 		id := strings.TrimSuffix(strings.TrimSuffix(name, ".json"), ".dump")
-		r, _ := filepath.Rel(root, p)
 		out[id] = append(out[id], r)
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
 	}
 	return out
 }

@@ -103,8 +103,7 @@ func TestArchivePairMoves(t *testing.T) {
 		t.Run(string(layout), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, Options{Layout: layout, GID: -1})
-			fxs := classic(t, "jsonFileData")
-			entries := b.put(t, fxs)
+			fxs, entries := b.putClassic(t, "jsonFileData")
 			gid := archiveGroup(t)
 			a := newArchive(t, "", Options{Layout: layout, FilePerm: 0o640, DirPerm: 0o750, GID: gid})
 
@@ -214,8 +213,7 @@ func TestArchivePairCopies(t *testing.T) {
 func testCopies(t *testing.T, dir string, opts Options) {
 	t.Parallel()
 	b := setup(t, Options{GID: -1})
-	fxs := classic(t, "jsonFileData")
-	entries := b.put(t, fxs)
+	fxs, entries := b.putClassic(t, "jsonFileData")
 	mtime := time.Date(2008, 12, 25, 5, 1, 2, 0, time.UTC)
 	gid := archiveGroup(t)
 	opts.GID = gid

@@ -74,6 +74,14 @@ func (b *bundle) put(t testing.TB, fxs []fixture) map[string]Entry {
 	return out
 }
 
+// putClassic stores the classic fixtures of set as put does, and returns
+// them with their entries by id.
+func (b *bundle) putClassic(t testing.TB, set string) ([]fixture, map[string]Entry) {
+	t.Helper()
+	fxs := classic(t, set)
+	return fxs, b.put(t, fxs)
+}
+
 // problemPaths returns the sorted paths reported so far.
 func (b *bundle) problemPaths() []string {
 	var ps []string

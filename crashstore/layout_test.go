@@ -43,26 +43,9 @@ func TestNew(t *testing.T) {
 func TestNewEntryDailyWorkedExample(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Options{})
-	at := time.Date(2009, 9, 28, 12, 5, 33, 0, time.UTC)
-	e, err := b.s.NewEntry(workedID, "web1", at, []byte("dump"), []byte("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	day := b.root + "/20090928"
-	want := Entry{
-		ID:       workedID,
-		DateLink: day + "/date/12/05/web1_0/" + workedID,
-		NameDir:  day + "/name/4d/d2",
-		JSONPath: day + "/name/4d/d2/" + workedID + ".json",
-		DumpPath: day + "/name/4d/d2/" + workedID + ".dump",
-		NameLink: day + "/name/4d/d2/" + workedID,
-		Slot:     time.Date(2009, 9, 28, 12, 5, 0, 0, time.UTC),
-	}
-	if e != want {
-		t.Errorf("NewEntry =\n%+v, want\n%+v", e, want)
-	}
-	checkLink(t, want.NameLink, "../../../date/12/05/web1_0", day+"/date/12/05/web1_0")
-	checkLink(t, want.DateLink, "../../../../name/4d/d2", want.NameDir)
+	want := checkWorkedEntry(t, b, time.Date(2009, 9, 28, 12, 5, 33, 0, time.UTC),
+		day, day+"/date/12/05/web1_0", "../../../date/12/05/web1_0", "../../../../name/4d/d2")
 	checkContent(t, want.JSONPath, "{}")
 	checkContent(t, want.DumpPath, "dump")
 }
@@ -72,26 +55,39 @@ func TestNewEntryDailyWorkedExample(t *testing.T) {
 func TestNewEntryFlatWorkedExample(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Options{Layout: LayoutFlat})
-	at := time.Date(2009, 9, 28, 12, 7, 0, 0, time.UTC)
+	r := b.root
+	checkWorkedEntry(t, b, time.Date(2009, 9, 28, 12, 7, 0, 0, time.UTC),
+		r, r+"/date/2009/09/28/12/05/web1_0", "../../../date/2009/09/28/12/05/web1_0", "../../../../../../../name/4d/d2")
+}
+
+// checkWorkedEntry stores the worked example's crash (workedID from web1,
+// submitted at) and checks the Entry NewEntry returns: its files and name
+// link in the name directory 4d/d2 of the name branch under nameRoot, its
+// date link in dateLeaf, slot 12:05; and that the name link points to the
+// date leaf by nameTarget and the date link to the name directory by
+// dateTarget. It returns the Entry.
+func checkWorkedEntry(t *testing.T, b *bundle, at time.Time, nameRoot, dateLeaf, nameTarget, dateTarget string) Entry {
+	t.Helper()
 	e, err := b.s.NewEntry(workedID, "web1", at, []byte("dump"), []byte("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := b.root
+	nameDir := nameRoot + "/name/4d/d2"
 	want := Entry{
 		ID:       workedID,
-		DateLink: r + "/date/2009/09/28/12/05/web1_0/" + workedID,
-		NameDir:  r + "/name/4d/d2",
-		JSONPath: r + "/name/4d/d2/" + workedID + ".json",
-		DumpPath: r + "/name/4d/d2/" + workedID + ".dump",
-		NameLink: r + "/name/4d/d2/" + workedID,
+		DateLink: dateLeaf + "/" + workedID,
+		NameDir:  nameDir,
+		JSONPath: nameDir + "/" + workedID + ".json",
+		DumpPath: nameDir + "/" + workedID + ".dump",
+		NameLink: nameDir + "/" + workedID,
 		Slot:     time.Date(2009, 9, 28, 12, 5, 0, 0, time.UTC),
 	}
 	if e != want {
 		t.Errorf("NewEntry =\n%+v, want\n%+v", e, want)
 	}
-	checkLink(t, want.NameLink, "../../../date/2009/09/28/12/05/web1_0", r+"/date/2009/09/28/12/05/web1_0")
-	checkLink(t, want.DateLink, "../../../../../../../name/4d/d2", want.NameDir)
+	checkLink(t, want.NameLink, nameTarget, dateLeaf)
+	checkLink(t, want.DateLink, dateTarget, want.NameDir)
+	return want
 }
 
 // TestNewEntryClassicPaths is classic tests 32, 35 and 68 over the 14

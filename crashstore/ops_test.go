@@ -366,8 +366,7 @@ func TestRemovePair(t *testing.T) {
 		t.Run(string(layout), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, Options{Layout: layout})
-			fxs := classic(t, "jsonFileData")
-			made := b.put(t, fxs)
+			fxs, made := b.putClassic(t, "jsonFileData")
 			for i, fx := range fxs {
 				e := made[fx.id]
 				switch i % 4 {

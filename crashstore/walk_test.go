@@ -22,8 +22,7 @@ func TestWalkClassic(t *testing.T) {
 		t.Run(string(layout), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, Options{Layout: layout})
-			fxs := classic(t, "jsonFileData")
-			made := b.put(t, fxs)
+			fxs, made := b.putClassic(t, "jsonFileData")
 			got := walkAll(t, b.s)
 			if !slices.Equal(ids(got), fixtureIDs(fxs)) {
 				t.Fatalf("Walk ids = %v\nwant %v", ids(got), fixtureIDs(fxs))

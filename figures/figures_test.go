@@ -13,7 +13,7 @@ import (
 
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -51,13 +51,13 @@ func (c *clock) Add(d time.Duration) {
 func TestDatabaseReadAtMostOnceASecond(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	live := testfactory.Processor(t, pool, 0)
-	dead := testfactory.Processor(t, pool, 3*time.Hour)
-	testfactory.Jobs(t, pool, live, "q", 3, testfactory.JobQueued)
-	testfactory.Jobs(t, pool, live, "s", 2, testfactory.JobStarted)
-	testfactory.Jobs(t, pool, dead, "ok", 4, testfactory.JobSucceeded)
-	testfactory.Jobs(t, pool, dead, "ko", 1, testfactory.JobFailed)
-	testfactory.Exec(t, pool, `INSERT INTO priorityjobs (uuid) VALUES ('a'), ('b')`)
+	live := testkit.Processor(t, pool, 0)
+	dead := testkit.Processor(t, pool, 3*time.Hour)
+	testkit.NumberedJobs(t, pool, live, "q", 3, testkit.Queued)
+	testkit.NumberedJobs(t, pool, live, "s", 2, testkit.Started)
+	testkit.NumberedJobs(t, pool, dead, "ok", 4, testkit.Succeeded)
+	testkit.NumberedJobs(t, pool, dead, "ko", 1, testkit.Failed)
+	testkit.Exec(t, pool, `INSERT INTO priorityjobs (uuid) VALUES ('a'), ('b')`)
 
 	clk := &clock{now: time.Now()}
 	db := &countingReader{store: queue.NewStore(pool)}

@@ -19,18 +19,11 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/crashfixture"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
 const checkIn = 5 * time.Minute
-
-// waitTimeout bounds every wait for the loop to do something.
-func waitTimeout() time.Duration {
-	if os.Getenv("CI") == "true" {
-		return 30 * time.Second
-	}
-	return 10 * time.Second
-}
 
 // bundle is a priority loop over two temporary trees and a schema of its own.
 type bundle struct {
@@ -85,28 +78,13 @@ func (b *bundle) exec(t *testing.T, sql string, args ...any) {
 // int64s runs a query returning one bigint column.
 func (b *bundle) int64s(t *testing.T, sql string, args ...any) []int64 {
 	t.Helper()
-	rows, err := b.pool.Query(t.Context(), sql, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	return out
+	return testkit.QueryColumn[int64](t, b.pool, sql, args...)
 }
 
 // strings runs a query returning one text column, sorted.
 func (b *bundle) strings(t *testing.T, sql string, args ...any) []string {
 	t.Helper()
-	rows, err := b.pool.Query(t.Context(), sql, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
+	out := testkit.QueryColumn[string](t, b.pool, sql, args...)
 	slices.Sort(out)
 	return out
 }
@@ -115,19 +93,8 @@ func (b *bundle) strings(t *testing.T, sql string, args ...any) []string {
 // with its priority_jobs_<id> table as a classic processor creates it.
 func (b *bundle) processors(t *testing.T, ago ...time.Duration) []int64 {
 	t.Helper()
-	var ids []int64
-	for _, a := range ago {
-		var id int64
-		err := b.pool.QueryRow(t.Context(), `
-			INSERT INTO processors (name, startdatetime, lastseendatetime)
-			VALUES ('proc_' || gen_random_uuid(), localtimestamp, localtimestamp - make_interval(secs => $1))
-			RETURNING id`, a.Seconds()).Scan(&id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.exec(t, fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) NOT NULL PRIMARY KEY)`, id))
-		ids = append(ids, id)
-	}
+	ids := testkit.Processors(t, b.pool, ago...)
+	testkit.PriorityTables(t, b.pool, ids...)
 	return ids
 }
 
@@ -201,24 +168,12 @@ func put(t *testing.T, s *crashstore.Store, set string) map[string]crashstore.En
 // write stores a settled pair (files an hour old) submitted at at.
 func write(t *testing.T, s *crashstore.Store, id, webhead string, at time.Time) crashstore.Entry {
 	t.Helper()
-	e, err := s.NewEntry(id, webhead, at, []byte("dump of "+id+"\n"), []byte("json of "+id+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	age(t, e.JSONPath, e.DumpPath)
-	return e
+	p := testkit.Pair{ID: id, Webhead: webhead, At: at, Dump: []byte("dump of " + id + "\n"), JSON: []byte("json of " + id + "\n")}
+	return testkit.WritePairs(t, s, nil, p)[0]
 }
 
 // age sets the modification time of paths an hour back, past any settle.
-func age(t *testing.T, paths ...string) {
-	t.Helper()
-	old := time.Now().Add(-time.Hour)
-	for _, p := range paths {
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+var age = testkit.Settle
 
 // present reports whether something is at p (a dangling link counts).
 func present(t *testing.T, p string) bool {
@@ -254,8 +209,8 @@ func (b *bundle) start(t *testing.T) (stop func() error) {
 			cancel()
 			select {
 			case err = <-done:
-			case <-time.After(waitTimeout()):
-				t.Fatalf("Run did not return within %s of the cancel", waitTimeout())
+			case <-time.After(testkit.WaitTimeout()):
+				t.Fatalf("Run did not return within %s of the cancel", testkit.WaitTimeout())
 			}
 		})
 		return err
@@ -264,23 +219,9 @@ func (b *bundle) start(t *testing.T) (stop func() error) {
 	return stop
 }
 
-// eventually polls cond until it holds, failing the test after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout())
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, waitTimeout())
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-tick.C:
-		}
-	}
-}
+// eventually polls cond until it holds, failing the test after
+// testkit.WaitTimeout.
+var eventually = testkit.Eventually
 
 // listenerPIDs returns the backends of the loop's listener.
 func (b *bundle) listenerPIDs(t *testing.T) []int64 {

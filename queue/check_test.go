@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -26,7 +26,7 @@ func TestCheckSchema(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "run `monitor migrate`") {
 			t.Errorf("error %q does not say to run monitor migrate", err)
 		}
-		n := testfactory.Int64(t, pool, `SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace`, schema)
+		n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace`, schema)
 		if n != 0 {
 			t.Errorf("CheckSchema created %d relations, want none", n)
 		}
@@ -44,7 +44,7 @@ func TestCheckSchema(t *testing.T) {
 	t.Run("Outdated", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest-1)
+		testkit.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest-1)
 
 		err := queue.NewStore(pool).CheckSchema(t.Context())
 		if !errors.Is(err, queue.ErrSchemaOutdated) {
@@ -58,7 +58,7 @@ func TestCheckSchema(t *testing.T) {
 	t.Run("TooNew", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
+		testkit.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
 
 		err := queue.NewStore(pool).CheckSchema(t.Context())
 		if !errors.Is(err, queue.ErrSchemaTooNew) {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -34,10 +34,10 @@ func TestFinishedJobs(t *testing.T) {
 	pool := pgtest.Schema(t)
 	store := queue.NewStore(pool)
 	ctx := t.Context()
-	owner := testfactory.Processor(t, pool, 0)
+	owner := testkit.Processor(t, pool, 0)
 	// Inserted in an order that differs from the wanted one; ids follow
 	// the insertion order.
-	testfactory.Exec(t, pool, `
+	testkit.Exec(t, pool, `
 INSERT INTO jobs (uuid, owner, queueddatetime, starteddatetime, completeddatetime, success) VALUES
     ('late',     $1, localtimestamp, localtimestamp, localtimestamp - interval '1 minute', true),
     ('queued',   $1, localtimestamp, NULL, NULL, NULL),
@@ -92,7 +92,7 @@ INSERT INTO jobs (uuid, owner, queueddatetime, starteddatetime, completeddatetim
 
 	// A job whose cleanup failed waits for its retry time; one whose retry
 	// time has come is back in order.
-	testfactory.Exec(t, pool, `
+	testkit.Exec(t, pool, `
 INSERT INTO monitor_cleanup_failures (uuid, attempts, last_error, first_failed_at, last_failed_at, retry_after) VALUES
     ('nodate-b', 1, 'boom', localtimestamp, localtimestamp, localtimestamp + interval '1 minute'),
     ('tie-1', 3, 'boom', localtimestamp, localtimestamp, localtimestamp - interval '1 second')`)
@@ -107,10 +107,10 @@ func TestDeleteFinishedJobs(t *testing.T) {
 	pool := pgtest.Schema(t)
 	store := queue.NewStore(pool)
 	ctx := t.Context()
-	owner := testfactory.Processor(t, pool, 0)
-	testfactory.Jobs(t, pool, owner, "ok", 3, testfactory.JobSucceeded)
-	testfactory.Jobs(t, pool, owner, "ko", 2, testfactory.JobFailed)
-	testfactory.Jobs(t, pool, owner, "run", 1, testfactory.JobStarted)
+	owner := testkit.Processor(t, pool, 0)
+	testkit.NumberedJobs(t, pool, owner, "ok", 3, testkit.Succeeded)
+	testkit.NumberedJobs(t, pool, owner, "ko", 2, testkit.Failed)
+	testkit.NumberedJobs(t, pool, owner, "run", 1, testkit.Started)
 	if _, err := store.RecordCleanupFailures(ctx, []queue.CleanupFailure{{"ok-1", "e"}, {"ko-2", "e"}, {"ok-3", "e"}},
 		time.Minute, time.Hour); err != nil {
 		t.Fatal(err)
@@ -122,13 +122,13 @@ func TestDeleteFinishedJobs(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("DeleteFinishedJobs = %d, %v; want 3", n, err)
 	}
-	if got := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); got != 3 {
+	if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); got != 3 {
 		t.Errorf("%d jobs left, want 3 (ok-3, ko-1, run-1)", got)
 	}
-	if got := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'run-1'`); got != 1 {
+	if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'run-1'`); got != 1 {
 		t.Error("an unfinished job was deleted")
 	}
-	if got := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE uuid <> 'ok-3'`); got != 0 {
+	if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE uuid <> 'ok-3'`); got != 0 {
 		t.Errorf("%d failure records of deleted jobs left", got)
 	}
 	if n, err := store.DeleteFinishedJobs(ctx, nil); n != 0 || err != nil {
@@ -172,14 +172,14 @@ func TestRecordCleanupFailures(t *testing.T) {
 			t.Errorf("failure %d of a = %+v, want retry in %v", i+2, rs["a"], want)
 		}
 	}
-	if got := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE first_failed_at < last_failed_at OR uuid = 'b'`); got != 2 {
+	if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE first_failed_at < last_failed_at OR uuid = 'b'`); got != 2 {
 		t.Errorf("first_failed_at not kept: %d rows", got)
 	}
 
 	// Status lists the count and the latest failures, most recent first.
-	owner := testfactory.Processor(t, pool, 0)
-	testfactory.Jobs(t, pool, owner, "x", 1, testfactory.JobSucceeded)
-	testfactory.Exec(t, pool, `UPDATE monitor_cleanup_failures SET last_failed_at = last_failed_at - interval '1 hour' WHERE uuid = 'b'`)
+	owner := testkit.Processor(t, pool, 0)
+	testkit.NumberedJobs(t, pool, owner, "x", 1, testkit.Succeeded)
+	testkit.Exec(t, pool, `UPDATE monitor_cleanup_failures SET last_failed_at = last_failed_at - interval '1 hour' WHERE uuid = 'b'`)
 	st, err := store.Status(ctx, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -191,12 +191,12 @@ func TestRecordCleanupFailures(t *testing.T) {
 	}
 
 	// Records of jobs that are gone or not finished are purged.
-	testfactory.Exec(t, pool, `INSERT INTO jobs (uuid, owner, queueddatetime) VALUES ('a', $1, localtimestamp)`, owner)
+	testkit.Exec(t, pool, `INSERT INTO jobs (uuid, owner, queueddatetime) VALUES ('a', $1, localtimestamp)`, owner)
 	record(queue.CleanupFailure{"x-1", "kept"})
 	if n, err := store.PurgeCleanupFailures(ctx); n != 2 || err != nil {
 		t.Errorf("PurgeCleanupFailures = %d, %v; want 2 (a unfinished, b gone)", n, err)
 	}
-	if got := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE uuid = 'x-1'`); got != 1 {
+	if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM monitor_cleanup_failures WHERE uuid = 'x-1'`); got != 1 {
 		t.Error("the failure record of a finished job was purged")
 	}
 	if rs, err := store.RecordCleanupFailures(ctx, nil, first, max); rs != nil || err != nil {

@@ -41,9 +41,6 @@ FROM processors p
 WHERE monitor_processor_state(p.lastseendatetime, $1) = 'live'
 ORDER BY p.id`
 
-	liveProcessorCountQuery = `
-SELECT count(*) FROM processors WHERE monitor_processor_state(lastseendatetime, $1) = 'live'`
-
 	// enqueueQuery inserts the ids $1 with the owners $2 (same length), in
 	// array order so that jobs.id follows it. An id that already has a row
 	// (or repeats an earlier one of $1) is skipped.
@@ -129,16 +126,6 @@ func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn
 		loads.Add(added)
 	}
 	return res, nil
-}
-
-// LiveProcessors returns the number of live processors: those that checked
-// in within checkIn (processorCheckInTime), by the database clock.
-func (s *Store) LiveProcessors(ctx context.Context, checkIn time.Duration) (int, error) {
-	var n int
-	if err := s.pool.QueryRow(ctx, liveProcessorCountQuery, interval(checkIn)).Scan(&n); err != nil {
-		return 0, DBError(err, "count live processors")
-	}
-	return n, nil
 }
 
 // querier is what liveProcessors needs of a pool or a transaction.

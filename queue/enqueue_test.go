@@ -11,7 +11,7 @@ import (
 
 	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -27,9 +27,9 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := testfactory.Processors(t, pool, 15, 0)
+		procs := testkit.ProcessorsSeen(t, pool, 15, 0)
 
-		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn, nil)
+		res, err := store.Enqueue(t.Context(), testkit.CrashIDs("a", 15), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -42,10 +42,10 @@ func TestEnqueue(t *testing.T) {
 			t.Errorf("owners of the first 15 = %v, want each processor once, in id order: %v", owners, procs)
 		}
 
-		if _, err := store.Enqueue(t.Context(), testfactory.CrashIDs("b", 30), 0, checkIn, nil); err != nil {
+		if _, err := store.Enqueue(t.Context(), testkit.CrashIDs("b", 30), 0, checkIn, nil); err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
+		loads := testkit.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 3 {
 				t.Errorf("after 45 ids, processor %d has %d jobs, want 3 (loads %v)", p, loads[p], loads)
@@ -59,12 +59,12 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := testfactory.Processors(t, pool, 2, 0)
+		procs := testkit.ProcessorsSeen(t, pool, 2, 0)
 		// The table says both are idle; the snapshot says procs[0] has 3.
 		// It was read just now and so slowly that it stays fresh.
 		snapshot := dispatch.NewLoads([]dispatch.Load{{Processor: procs[0], Jobs: 3}, {Processor: procs[1], Jobs: 0}}, time.Now(), time.Hour)
 		loads := &snapshot
-		res, err := store.Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, loads)
+		res, err := store.Enqueue(t.Context(), testkit.CrashIDs("a", 3), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestEnqueue(t *testing.T) {
 			}
 		}
 		// Now 3 and 3 by the snapshot plus the batch: the next two split.
-		res, err = store.Enqueue(t.Context(), testfactory.CrashIDs("b", 2), 0, checkIn, loads)
+		res, err = store.Enqueue(t.Context(), testkit.CrashIDs("b", 2), 0, checkIn, loads)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestEnqueue(t *testing.T) {
 		}
 		// A zero Loads reads the table, as Enqueue does, and keeps it.
 		var fresh dispatch.Loads
-		res, err = store.Enqueue(t.Context(), testfactory.CrashIDs("c", 1), 0, checkIn, &fresh)
+		res, err = store.Enqueue(t.Context(), testkit.CrashIDs("c", 1), 0, checkIn, &fresh)
 		if err != nil || res.Queued[0].Owner != procs[0] {
 			t.Errorf("with a fresh read = %+v, %v; want processor %d (1 job against 4)", res.Queued, err, procs[0])
 		}
@@ -92,9 +92,9 @@ func TestEnqueue(t *testing.T) {
 	t.Run("EqualLoadOneCall", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		procs := testfactory.Processors(t, pool, 15, 0)
+		procs := testkit.ProcessorsSeen(t, pool, 15, 0)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 45), 0, checkIn, nil)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", 45), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -105,7 +105,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("id %d went to processor %d, want %d", i, a.Owner, want)
 			}
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
+		loads := testkit.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 3 {
 				t.Errorf("processor %d has %d jobs, want 3", p, loads[p])
@@ -117,18 +117,18 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic15_UnbalancedStart", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		procs := testfactory.Processors(t, pool, 5, time.Minute)
+		procs := testkit.ProcessorsSeen(t, pool, 5, time.Minute)
 		for i, p := range procs {
 			// Started and unstarted unfinished jobs both count.
-			testfactory.Jobs(t, pool, p, fmt.Sprintf("s%d", p), (i+1)/2, testfactory.JobStarted)
-			testfactory.Jobs(t, pool, p, fmt.Sprintf("q%d", p), i+1-(i+1)/2, testfactory.JobQueued)
+			testkit.NumberedJobs(t, pool, p, fmt.Sprintf("s%d", p), (i+1)/2, testkit.Started)
+			testkit.NumberedJobs(t, pool, p, fmt.Sprintf("q%d", p), i+1-(i+1)/2, testkit.Queued)
 		}
 		// Finished jobs are not load: without this rule processor 1 would
 		// get nothing.
-		testfactory.Jobs(t, pool, procs[0], "ok", 10, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, procs[0], "ko", 10, testfactory.JobFailed)
+		testkit.NumberedJobs(t, pool, procs[0], "ok", 10, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, procs[0], "ko", 10, testkit.Failed)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 15), 0, checkIn, nil)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", 15), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -141,7 +141,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("processor %d (load %d) got %d ids, want %d", p, i+1, got[p], want)
 			}
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
+		loads := testkit.UnfinishedLoads(t, pool)
 		for _, p := range procs {
 			if loads[p] != 6 {
 				t.Errorf("processor %d ends with %d unfinished jobs, want 6", p, loads[p])
@@ -155,20 +155,20 @@ func TestEnqueue(t *testing.T) {
 			t.Run(fmt.Sprint(n), func(t *testing.T) {
 				t.Parallel()
 				pool := pgtest.Schema(t)
-				procs := testfactory.Processors(t, pool, 7, 0)
+				procs := testkit.ProcessorsSeen(t, pool, 7, 0)
 
-				res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", n), 0, checkIn, nil)
+				res, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", n), 0, checkIn, nil)
 				if err != nil {
 					t.Fatalf("Enqueue of %d ids: %v", n, err)
 				}
 				if len(res.Queued) != n || len(res.Existing) != 0 {
 					t.Errorf("%d queued, %d existing; want %d, 0", len(res.Queued), len(res.Existing), n)
 				}
-				if got := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); got != int64(n) {
+				if got := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); got != int64(n) {
 					t.Errorf("%d jobs rows, want %d", got, n)
 				}
-				loads := testfactory.UnfinishedLoads(t, pool)
-				if s := testfactory.Spread(loads, procs); s > 1 {
+				loads := testkit.UnfinishedLoads(t, pool)
+				if s := testkit.Spread(loads, procs); s > 1 {
 					t.Errorf("loads %v: max - min = %d, want <= 1", loads, s)
 				}
 			})
@@ -180,14 +180,14 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, nil)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", 3), 0, checkIn, nil)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue without processors: err = %v, want ErrNoLiveProcessor", err)
 		}
 		if len(res.Queued) != 0 || len(res.Existing) != 0 {
 			t.Errorf("Enqueue without processors = %+v, want empty", res)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("%d jobs inserted, want 0", n)
 		}
 	})
@@ -196,15 +196,15 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic13_OnlyStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Processors(t, pool, 3, stale)
-		testfactory.Processor(t, pool, 3*checkIn)
-		testfactory.ProcessorLastSeen(t, pool, "NULL")
+		testkit.ProcessorsSeen(t, pool, 3, stale)
+		testkit.Processor(t, pool, 3*checkIn)
+		testkit.ProcessorLastSeen(t, pool, "NULL")
 
-		_, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 3), 0, checkIn, nil)
+		_, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", 3), 0, checkIn, nil)
 		if !errors.Is(err, queue.ErrNoLiveProcessor) {
 			t.Errorf("Enqueue with stale processors only: err = %v, want ErrNoLiveProcessor", err)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("%d jobs inserted, want 0", n)
 		}
 	})
@@ -213,11 +213,11 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Classic16_SomeStaleProcessors", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Processors(t, pool, 2, stale)
-		live := testfactory.Processor(t, pool, 0)
-		testfactory.Processors(t, pool, 2, stale)
+		testkit.ProcessorsSeen(t, pool, 2, stale)
+		live := testkit.Processor(t, pool, 0)
+		testkit.ProcessorsSeen(t, pool, 2, stale)
 
-		res, err := queue.NewStore(pool).Enqueue(t.Context(), testfactory.CrashIDs("a", 4), 0, checkIn, nil)
+		res, err := queue.NewStore(pool).Enqueue(t.Context(), testkit.CrashIDs("a", 4), 0, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
@@ -226,7 +226,7 @@ func TestEnqueue(t *testing.T) {
 				t.Errorf("%s went to processor %d, want the live one, %d", a.ID, a.Owner, live)
 			}
 		}
-		if got := testfactory.UnfinishedLoads(t, pool); len(got) != 1 || got[live] != 4 {
+		if got := testkit.UnfinishedLoads(t, pool); len(got) != 1 || got[live] != 4 {
 			t.Errorf("loads = %v, want only processor %d with 4", got, live)
 		}
 	})
@@ -236,8 +236,8 @@ func TestEnqueue(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-		procs := testfactory.Processors(t, pool, 4, 0)
-		ids := testfactory.CrashIDs("a", 14)
+		procs := testkit.ProcessorsSeen(t, pool, 4, 0)
+		ids := testkit.CrashIDs("a", 14)
 		// Not sorted, to see that jobs.id follows the order given.
 		slices.Reverse(ids[4:10])
 
@@ -264,16 +264,16 @@ func TestEnqueue(t *testing.T) {
 		if !slices.Equal(gotIDs, ids) {
 			t.Errorf("Queued ids = %v, want %v", gotIDs, ids)
 		}
-		stored := testfactory.CountBy(t, pool, `SELECT owner, count(*) FROM jobs GROUP BY owner`)
+		stored := testkit.CountBy(t, pool, `SELECT owner, count(*) FROM jobs GROUP BY owner`)
 		for _, p := range procs {
 			if returned[p] != stored[p] {
 				t.Errorf("processor %d: Enqueue assigned %d, jobs has %d", p, returned[p], stored[p])
 			}
 		}
-		if s := testfactory.Spread(stored, procs); s > 1 {
+		if s := testkit.Spread(stored, procs); s > 1 {
 			t.Errorf("per-owner counts %v: max - min = %d, want <= 1", stored, s)
 		}
-		byID := testfactory.SortedStrings(t, pool, `SELECT lpad(id::text, 10, '0') || ' ' || uuid FROM jobs`)
+		byID := testkit.SortedStrings(t, pool, `SELECT lpad(id::text, 10, '0') || ' ' || uuid FROM jobs`)
 		for i, s := range byID {
 			if want := ids[i]; s[11:] != want {
 				t.Errorf("job #%d by id is %s, want %s (the order given)", i, s[11:], want)
@@ -282,7 +282,7 @@ func TestEnqueue(t *testing.T) {
 
 		// Again, at another priority: the id comes back in Existing and its
 		// row does not change.
-		before := testfactory.DBState(t, pool)
+		before := testkit.DBState(t, pool)
 		res, err = store.Enqueue(t.Context(), []string{ids[3]}, 1, checkIn, nil)
 		if err != nil {
 			t.Fatalf("Enqueue of a queued id: %v", err)
@@ -290,7 +290,7 @@ func TestEnqueue(t *testing.T) {
 		if len(res.Queued) != 0 || !slices.Equal(res.Existing, []string{ids[3]}) {
 			t.Errorf("Enqueue of a queued id = %+v, want it in Existing only", res)
 		}
-		if after := testfactory.DBState(t, pool); after != before {
+		if after := testkit.DBState(t, pool); after != before {
 			t.Errorf("Enqueue of a queued id changed the database:\nbefore %s\nafter  %s", before, after)
 		}
 
@@ -307,7 +307,7 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Duplicates", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Processors(t, pool, 2, 0)
+		testkit.ProcessorsSeen(t, pool, 2, 0)
 
 		res, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x", "y", "x", "z", "y"}, 0, checkIn, nil)
 		if err != nil {
@@ -320,7 +320,7 @@ func TestEnqueue(t *testing.T) {
 		if !slices.Equal(got, []string{"x", "y", "z"}) || len(res.Existing) != 0 {
 			t.Errorf("Enqueue(x, y, x, z, y) = %+v, want x, y, z queued", res)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 3 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 3 {
 			t.Errorf("%d jobs, want 3", n)
 		}
 	})
@@ -328,7 +328,7 @@ func TestEnqueue(t *testing.T) {
 	t.Run("Columns", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Processor(t, pool, 0)
+		testkit.Processor(t, pool, 0)
 
 		if _, err := queue.NewStore(pool).Enqueue(t.Context(), []string{"x"}, 7, checkIn, nil); err != nil {
 			t.Fatalf("Enqueue: %v", err)
@@ -343,7 +343,7 @@ FROM jobs WHERE uuid = 'x'`).Scan(&ok)
 			t.Fatal(err)
 		}
 		if !ok {
-			t.Errorf("job row: %s", testfactory.DBState(t, pool))
+			t.Errorf("job row: %s", testkit.DBState(t, pool))
 		}
 	})
 
@@ -370,7 +370,10 @@ FROM jobs WHERE uuid = 'x'`).Scan(&ok)
 	})
 }
 
-func TestLiveProcessors(t *testing.T) {
+// TestLiveness: the liveness rule (monitor_processor_state, migration 005):
+// live within processorCheckInTime, stale within twice that, dead beyond or
+// never seen.
+func TestLiveness(t *testing.T) {
 	t.Parallel()
 
 	const checkIn = 5 * time.Minute
@@ -379,18 +382,29 @@ func TestLiveProcessors(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		store := queue.NewStore(pool)
-
-		if n, err := store.LiveProcessors(t.Context(), checkIn); n != 0 || err != nil {
-			t.Errorf("LiveProcessors without processors = %d, %v; want 0, nil", n, err)
+		states := func() map[string]int {
+			st, err := store.Status(t.Context(), checkIn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := map[string]int{}
+			for _, p := range st.Processors {
+				n[p.State]++
+			}
+			return n
 		}
-		testfactory.Processor(t, pool, 0)
-		testfactory.Processor(t, pool, checkIn-time.Minute)
-		testfactory.Processor(t, pool, checkIn+time.Minute)
-		testfactory.Processor(t, pool, 3*checkIn)
-		testfactory.ProcessorLastSeen(t, pool, "NULL")
-		testfactory.ProcessorLastSeen(t, pool, "'1999-01-01'")
-		if n, err := store.LiveProcessors(t.Context(), checkIn); n != 2 || err != nil {
-			t.Errorf("LiveProcessors = %d, %v; want 2, nil", n, err)
+
+		if n := states(); n["live"] != 0 {
+			t.Errorf("live processors without processors = %d; want 0", n["live"])
+		}
+		testkit.Processor(t, pool, 0)
+		testkit.Processor(t, pool, checkIn-time.Minute)
+		testkit.Processor(t, pool, checkIn+time.Minute)
+		testkit.Processor(t, pool, 3*checkIn)
+		testkit.ProcessorLastSeen(t, pool, "NULL")
+		testkit.ProcessorLastSeen(t, pool, "'1999-01-01'")
+		if n := states(); n["live"] != 2 || n["stale"] != 1 || n["dead"] != 3 {
+			t.Errorf("states = %v; want 2 live, 1 stale, 3 dead", n)
 		}
 	})
 
@@ -398,9 +412,9 @@ func TestLiveProcessors(t *testing.T) {
 		t.Parallel()
 		pool, _ := pgtest.EmptySchema(t)
 
-		_, err := queue.NewStore(pool).LiveProcessors(t.Context(), checkIn)
+		_, err := queue.NewStore(pool).Status(t.Context(), checkIn)
 		if !errors.Is(err, queue.ErrSchemaMissing) {
-			t.Errorf("LiveProcessors without tables: err = %v, want ErrSchemaMissing", err)
+			t.Errorf("Status without tables: err = %v, want ErrSchemaMissing", err)
 		}
 	})
 }
@@ -417,12 +431,12 @@ func BenchmarkEnqueue(b *testing.B) {
 		b.Run(fmt.Sprintf("Backlog%d", backlog), func(b *testing.B) {
 			pool := pgtest.Schema(b)
 			store := queue.NewStore(pool)
-			procs := testfactory.Processors(b, pool, 4, 0)
+			procs := testkit.ProcessorsSeen(b, pool, 4, 0)
 			for i, p := range procs {
-				testfactory.Jobs(b, pool, p, fmt.Sprintf("backlog%d", i), backlog/len(procs), testfactory.JobQueued)
+				testkit.NumberedJobs(b, pool, p, fmt.Sprintf("backlog%d", i), backlog/len(procs), testkit.Queued)
 			}
 			vacuumAnalyze(b, pool)
-			ids := testfactory.CrashIDs("bench", b.N*batch)
+			ids := testkit.CrashIDs("bench", b.N*batch)
 
 			b.ResetTimer()
 			for i := range b.N {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // execFile runs a file of testdata/classic.
@@ -17,5 +17,5 @@ func execFile(t *testing.T, pool *pgxpool.Pool, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testfactory.Exec(t, pool, string(sql))
+	testkit.Exec(t, pool, string(sql))
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -47,7 +47,7 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
 
-		tables := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
+		tables := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
 		want := []string{"jobs", "monitor_cleanup_failures", "monitor_schema_version", "priorityjobs", "processors"}
 		if !slices.Equal(tables, want) {
 			t.Errorf("tables = %v, want %v", tables, want)
@@ -61,7 +61,7 @@ func TestMigrate(t *testing.T) {
 
 		// Fresh tables get the contract's constraints: unique processor names,
 		// a plain owner foreign key, pathname defaulting to ''.
-		testfactory.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`)
+		testkit.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`)
 		if _, err := pool.Exec(t.Context(),
 			`INSERT INTO processors (name, startdatetime) VALUES ('p', localtimestamp)`); !isSQLState(err, "23505") {
 			t.Errorf("second processor named p: err = %v, want unique violation", err)
@@ -81,7 +81,7 @@ func TestMigrate(t *testing.T) {
 		if from != latest || to != latest {
 			t.Errorf("second Migrate = (%d, %d), want (%d, %d)", from, to, latest, latest)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
 			t.Errorf("monitor_schema_version has %d rows, want 1", n)
 		}
 	})
@@ -120,13 +120,13 @@ func TestMigrate(t *testing.T) {
 		if applied != 1 {
 			t.Errorf("%d calls report applying the migrations, want exactly 1", applied)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM monitor_schema_version`); n != 1 {
 			t.Errorf("monitor_schema_version has %d rows, want 1", n)
 		}
 		if got := version(t, pool); got != int64(latest) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
-		tables := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
+		tables := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
 		if len(tables) != 5 {
 			t.Errorf("tables = %v, want 5", tables)
 		}
@@ -138,7 +138,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("TooNew", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
+		testkit.Exec(t, pool, `UPDATE monitor_schema_version SET version = $1`, latest+1)
 
 		_, _, err := queue.Migrate(t.Context(), pool)
 		if !errors.Is(err, queue.ErrSchemaTooNew) {
@@ -225,7 +225,7 @@ SELECT setval('jobs_id_seq', 9);`,
 			execFile(t, pool, "schema.sql")
 			execFile(t, pool, "rows.sql")
 			if tt.tweak != "" {
-				testfactory.Exec(t, pool, tt.tweak)
+				testkit.Exec(t, pool, tt.tweak)
 			}
 			classicIndexes := jobsIndexes(t, pool)
 			before := snapshot(t, pool)
@@ -253,7 +253,7 @@ SELECT setval('jobs_id_seq', 9);`,
 			}
 			assertOwnerForeignKey(t, pool, tt.fkValidated)
 			assertEnqueue(t, pool)
-			if n := testfactory.Int64(t, pool, `SELECT count(*) FROM priorityjobs WHERE requested_at IS NULL`); n != 0 {
+			if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM priorityjobs WHERE requested_at IS NULL`); n != 0 {
 				t.Errorf("%d adopted priority requests without requested_at", n)
 			}
 			if err := queue.NewStore(pool).CheckSchema(t.Context()); err != nil {
@@ -288,7 +288,7 @@ SELECT setval('jobs_id_seq', 9);`,
 		if _, _, err := queue.Migrate(t.Context(), pool); err != nil {
 			t.Fatalf("Migrate: %v", err)
 		}
-		front := testfactory.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
+		front := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
 		// The monitor's own tables go to the creation schema.
 		if want := []string{"monitor_cleanup_failures", "monitor_schema_version"}; !slices.Equal(front, want) {
 			t.Errorf("tables created in %s = %v, want %v", frontSchema, front, want)
@@ -311,12 +311,12 @@ SELECT setval('jobs_id_seq', 9);`,
 		pool, _ := pgtest.EmptySchema(t)
 		execFile(t, pool, "schema.sql")
 		execFile(t, pool, "rows.sql")
-		testfactory.Exec(t, pool, `
+		testkit.Exec(t, pool, `
 ALTER TABLE jobs DROP CONSTRAINT jobs_uuid_key;
 INSERT INTO jobs (id, pathname, uuid, owner) VALUES (9, '', '0bba61c5-dfc3-43e7-87e6-8afda3100501', 1);
 SELECT setval('jobs_id_seq', 9);`)
 		before := snapshot(t, pool)
-		fkBefore := testfactory.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
+		fkBefore := testkit.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
 
 		_, _, err := queue.Migrate(t.Context(), pool)
 		if err == nil || !strings.Contains(err.Error(), "duplicate values") {
@@ -328,7 +328,7 @@ SELECT setval('jobs_id_seq', 9);`)
 				t.Errorf("%s changed by a failed migration", k)
 			}
 		}
-		fkAfter := testfactory.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
+		fkAfter := testkit.SortedStrings(t, pool, `SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'jobs'::regclass`)
 		if !slices.Equal(fkBefore, fkAfter) {
 			t.Errorf("constraints changed by a failed migration:\nbefore: %v\nafter:  %v", fkBefore, fkAfter)
 		}
@@ -377,7 +377,7 @@ WHERE attrelid IN ('processors'::regclass, 'jobs'::regclass, 'priorityjobs'::reg
 // against the contract.
 func assertClassicColumns(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	got := testfactory.SortedStrings(t, pool, `
+	got := testkit.SortedStrings(t, pool, `
 SELECT attrelid::regclass::text || '.' || attname || ' ' || format_type(atttypid, atttypmod)
        || CASE WHEN attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
@@ -441,17 +441,17 @@ WHERE conrelid = 'jobs'::regclass AND contype = 'f'`)
 		t.Errorf("jobs has %d foreign keys, want 1", n)
 	}
 
-	testfactory.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('fk-owner', localtimestamp)`)
-	testfactory.Exec(t, pool, `INSERT INTO jobs (uuid, owner) SELECT 'fk-job', id FROM processors WHERE name = 'fk-owner'`)
+	testkit.Exec(t, pool, `INSERT INTO processors (name, startdatetime) VALUES ('fk-owner', localtimestamp)`)
+	testkit.Exec(t, pool, `INSERT INTO jobs (uuid, owner) SELECT 'fk-job', id FROM processors WHERE name = 'fk-owner'`)
 	_, err = pool.Exec(t.Context(), `DELETE FROM processors WHERE name = 'fk-owner'`)
 	if !isSQLState(err, "23503") {
 		t.Errorf("deleting a processor that owns a job: err = %v, want foreign key violation", err)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'fk-job'`); n != 1 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'fk-job'`); n != 1 {
 		t.Errorf("job of a deleted processor: %d rows, want 1", n)
 	}
-	testfactory.Exec(t, pool, `DELETE FROM jobs WHERE uuid = 'fk-job'`)
-	testfactory.Exec(t, pool, `DELETE FROM processors WHERE name = 'fk-owner'`)
+	testkit.Exec(t, pool, `DELETE FROM jobs WHERE uuid = 'fk-job'`)
+	testkit.Exec(t, pool, `DELETE FROM processors WHERE name = 'fk-owner'`)
 }
 
 // assertEnqueue checks the enqueue statement's shape works: ON CONFLICT (uuid)
@@ -477,20 +477,20 @@ ON CONFLICT (uuid) DO NOTHING`
 	if tag.RowsAffected() != 0 {
 		t.Errorf("enqueue of 2 queued ids inserted %d rows, want 0", tag.RowsAffected())
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = ANY($1) AND pathname = ''`, ids); n != 2 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = ANY($1) AND pathname = ''`, ids); n != 2 {
 		t.Errorf("%d enqueued rows with pathname '', want 2", n)
 	}
-	testfactory.Exec(t, pool, `DELETE FROM jobs WHERE uuid = ANY($1)`, ids)
+	testkit.Exec(t, pool, `DELETE FROM jobs WHERE uuid = ANY($1)`, ids)
 }
 
 func version(t *testing.T, pool *pgxpool.Pool) int64 {
 	t.Helper()
-	return testfactory.Int64(t, pool, `SELECT version FROM monitor_schema_version`)
+	return testkit.QueryInt64(t, pool, `SELECT version FROM monitor_schema_version`)
 }
 
 func jobsIndexes(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	return testfactory.SortedStrings(t, pool, `SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'jobs'::regclass`)
+	return testkit.SortedStrings(t, pool, `SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'jobs'::regclass`)
 }
 
 func isSQLState(err error, code string) bool {

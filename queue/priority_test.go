@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -38,7 +38,7 @@ func TestRequestPriority(t *testing.T) {
 		if n != 1 {
 			t.Errorf("RequestPriority(id2, id3) after id2 = %d, want 1", n)
 		}
-		got := testfactory.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`)
+		got := testkit.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`)
 		if want := []string{id1, id2, id3}; !slices.Equal(got, want) {
 			t.Errorf("priorityjobs = %v, want %v", got, want)
 		}

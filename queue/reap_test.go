@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -27,29 +27,29 @@ func TestReapDeadProcessors(t *testing.T) {
 	t.Run("MovesJobsAndPriorityRequests", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		liveA := testfactory.Processor(t, pool, 0)
-		d := testfactory.Processor(t, pool, dead)
-		liveB := testfactory.Processor(t, pool, time.Minute)
-		st := testfactory.Processor(t, pool, stale)
+		liveA := testkit.Processor(t, pool, 0)
+		d := testkit.Processor(t, pool, dead)
+		liveB := testkit.Processor(t, pool, time.Minute)
+		st := testkit.Processor(t, pool, stale)
 
-		testfactory.Jobs(t, pool, liveA, "a", 1, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, liveB, "b", 4, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, liveB, "bok", 3, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, d, "started", 3, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, d, "queued", 2, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, d, "ok", 2, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, d, "ko", 1, testfactory.JobFailed)
-		testfactory.Jobs(t, pool, st, "stale", 2, testfactory.JobStarted)
-		testfactory.PriorityTable(t, pool, liveA, "pa")
-		testfactory.PriorityTable(t, pool, d, "p1", "p2")
-		testfactory.PriorityTable(t, pool, st, "ps")
-		testfactory.Exec(t, pool, `INSERT INTO priorityjobs (uuid) VALUES ('p2'), ('other')`)
+		testkit.NumberedJobs(t, pool, liveA, "a", 1, testkit.Queued)
+		testkit.NumberedJobs(t, pool, liveB, "b", 4, testkit.Started)
+		testkit.NumberedJobs(t, pool, liveB, "bok", 3, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, d, "started", 3, testkit.Started)
+		testkit.NumberedJobs(t, pool, d, "queued", 2, testkit.Queued)
+		testkit.NumberedJobs(t, pool, d, "ok", 2, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, d, "ko", 1, testkit.Failed)
+		testkit.NumberedJobs(t, pool, st, "stale", 2, testkit.Started)
+		testkit.PriorityTableWith(t, pool, liveA, "pa")
+		testkit.PriorityTableWith(t, pool, d, "p1", "p2")
+		testkit.PriorityTableWith(t, pool, st, "ps")
+		testkit.Exec(t, pool, `INSERT INTO priorityjobs (uuid) VALUES ('p2'), ('other')`)
 
-		finishedBefore := testfactory.SortedStrings(t, pool, `
+		finishedBefore := testkit.SortedStrings(t, pool, `
 SELECT uuid || ' ' || success || ' ' || starteddatetime || ' ' || completeddatetime || ' ' || coalesce(message, '')
 FROM jobs WHERE success IS NOT NULL AND owner = $1`, d)
-		staleBefore := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, st)
-		allBefore := testfactory.SortedStrings(t, pool, `SELECT uuid FROM jobs`)
+		staleBefore := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, st)
+		allBefore := testkit.SortedStrings(t, pool, `SELECT uuid FROM jobs`)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil {
@@ -60,56 +60,56 @@ FROM jobs WHERE success IS NOT NULL AND owner = $1`, d)
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
 
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1`, d); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1`, d); n != 0 {
 			t.Errorf("dead processor %d still has its row", d)
 		}
-		if testfactory.HasPriorityTable(t, pool, d) {
+		if testkit.HasPriorityTable(t, pool, d) {
 			t.Errorf("priority_jobs_%d still exists", d)
 		}
-		if got := testfactory.SortedStrings(t, pool, `SELECT uuid FROM jobs`); !slices.Equal(got, allBefore) {
+		if got := testkit.SortedStrings(t, pool, `SELECT uuid FROM jobs`); !slices.Equal(got, allBefore) {
 			t.Errorf("jobs after the reap = %v, want the same as before, %v", got, allBefore)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner IS NULL OR owner NOT IN ($1, $2, $3)`,
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner IS NULL OR owner NOT IN ($1, $2, $3)`,
 			liveA, liveB, st); n != 0 {
 			t.Errorf("%d jobs owned by neither a live nor the stale processor", n)
 		}
 		// Unfinished: unstarted now, and A (load 1) and B (load 4) share the
 		// 5 so that both end at 5.
-		if n := testfactory.Int64(t, pool, `
+		if n := testkit.QueryInt64(t, pool, `
 SELECT count(*) FROM jobs
 WHERE (uuid LIKE 'started-%' OR uuid LIKE 'queued-%') AND starteddatetime IS NOT NULL`); n != 0 {
 			t.Errorf("%d moved unfinished jobs still started", n)
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
+		loads := testkit.UnfinishedLoads(t, pool)
 		if loads[liveA] != 5 || loads[liveB] != 5 {
 			t.Errorf("live loads after the reap = %v, want 5 for %d and %d", loads, liveA, liveB)
 		}
 		// Finished: everything kept but the owner, spread over both.
-		if got := testfactory.SortedStrings(t, pool, `
+		if got := testkit.SortedStrings(t, pool, `
 SELECT uuid || ' ' || success || ' ' || starteddatetime || ' ' || completeddatetime || ' ' || coalesce(message, '')
 FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%'`); !slices.Equal(got, finishedBefore) {
 			t.Errorf("moved finished jobs:\n%q\nwant\n%q", got, finishedBefore)
 		}
-		finishedOwners := testfactory.CountBy(t, pool, `
+		finishedOwners := testkit.CountBy(t, pool, `
 SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROUP BY owner`)
 		// Round-robin in id order: A, B, A.
 		if finishedOwners[liveA] != 2 || finishedOwners[liveB] != 1 {
 			t.Errorf("moved finished jobs per owner = %v, want 2 for %d, 1 for %d", finishedOwners, liveA, liveB)
 		}
 
-		if got, want := testfactory.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`), []string{"other", "p1", "p2"}; !slices.Equal(got, want) {
+		if got, want := testkit.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`), []string{"other", "p1", "p2"}; !slices.Equal(got, want) {
 			t.Errorf("priorityjobs = %v, want %v", got, want)
 		}
 		// The others are untouched: the stale one keeps its row, its started
 		// jobs and its table; the live ones their tables.
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors`); n != 3 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors`); n != 3 {
 			t.Errorf("%d processors left, want 3", n)
 		}
-		if got := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, st); !slices.Equal(got, staleBefore) {
+		if got := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, st); !slices.Equal(got, staleBefore) {
 			t.Errorf("stale processor's jobs = %v, want unchanged %v", got, staleBefore)
 		}
 		for _, p := range []int64{liveA, st} {
-			if !testfactory.HasPriorityTable(t, pool, p) {
+			if !testkit.HasPriorityTable(t, pool, p) {
 				t.Errorf("priority_jobs_%d dropped", p)
 			}
 		}
@@ -119,16 +119,16 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("NoDeadProcessor", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := testfactory.Processor(t, pool, stale)
-		testfactory.Jobs(t, pool, p, "s", 2, testfactory.JobStarted)
-		testfactory.PriorityTable(t, pool, p, "x")
-		before := testfactory.DBState(t, pool)
+		p := testkit.Processor(t, pool, stale)
+		testkit.NumberedJobs(t, pool, p, "s", 2, testkit.Started)
+		testkit.PriorityTableWith(t, pool, p, "x")
+		before := testkit.DBState(t, pool)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil || !equalReap(res, queue.ReapResult{}) {
 			t.Errorf("ReapDeadProcessors = %+v, %v; want zero, nil", res, err)
 		}
-		if after := testfactory.DBState(t, pool); after != before {
+		if after := testkit.DBState(t, pool); after != before {
 			t.Errorf("database changed:\nbefore %s\nafter  %s", before, after)
 		}
 	})
@@ -136,13 +136,13 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("NoLiveProcessor", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		d := testfactory.Processor(t, pool, dead)
-		st := testfactory.Processor(t, pool, stale)
-		testfactory.Jobs(t, pool, d, "d", 2, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, d, "ok", 1, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, st, "s", 1, testfactory.JobQueued)
-		testfactory.PriorityTable(t, pool, d, "p1")
-		before := testfactory.DBState(t, pool)
+		d := testkit.Processor(t, pool, dead)
+		st := testkit.Processor(t, pool, stale)
+		testkit.NumberedJobs(t, pool, d, "d", 2, testkit.Started)
+		testkit.NumberedJobs(t, pool, d, "ok", 1, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, st, "s", 1, testkit.Queued)
+		testkit.PriorityTableWith(t, pool, d, "p1")
+		before := testkit.DBState(t, pool)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil {
@@ -151,7 +151,7 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if want := (queue.ReapResult{NoLiveProcessor: true}); !equalReap(res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
-		if after := testfactory.DBState(t, pool); after != before {
+		if after := testkit.DBState(t, pool); after != before {
 			t.Errorf("database changed:\nbefore %s\nafter  %s", before, after)
 		}
 	})
@@ -160,17 +160,17 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("AllDead", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		procs := testfactory.Processors(t, pool, 5, 11*time.Minute)
+		procs := testkit.ProcessorsSeen(t, pool, 5, 11*time.Minute)
 		for _, p := range procs {
-			testfactory.Jobs(t, pool, p, fmt.Sprint("j", p), 1, testfactory.JobQueued)
+			testkit.NumberedJobs(t, pool, p, fmt.Sprint("j", p), 1, testkit.Queued)
 		}
-		before := testfactory.DBState(t, pool)
+		before := testkit.DBState(t, pool)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil || !equalReap(res, queue.ReapResult{NoLiveProcessor: true}) {
 			t.Errorf("ReapDeadProcessors = %+v, %v; want NoLiveProcessor, nil", res, err)
 		}
-		if after := testfactory.DBState(t, pool); after != before {
+		if after := testkit.DBState(t, pool); after != before {
 			t.Errorf("database changed:\nbefore %s\nafter  %s", before, after)
 		}
 	})
@@ -178,10 +178,10 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("NeverSeen", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		live := testfactory.Processor(t, pool, 0)
-		never := testfactory.ProcessorLastSeen(t, pool, "NULL")
-		testfactory.Jobs(t, pool, never, "n", 3, testfactory.JobQueued)
-		testfactory.PriorityTable(t, pool, never)
+		live := testkit.Processor(t, pool, 0)
+		never := testkit.ProcessorLastSeen(t, pool, "NULL")
+		testkit.NumberedJobs(t, pool, never, "n", 3, testkit.Queued)
+		testkit.PriorityTableWith(t, pool, never)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil {
@@ -190,10 +190,10 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if want := (queue.ReapResult{Dead: []int64{never}, MovedJobs: 3}); !equalReap(res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
-		if got := testfactory.UnfinishedLoads(t, pool); got[live] != 3 || len(got) != 1 {
+		if got := testkit.UnfinishedLoads(t, pool); got[live] != 3 || len(got) != 1 {
 			t.Errorf("loads = %v, want 3 jobs for %d", got, live)
 		}
-		if testfactory.HasPriorityTable(t, pool, never) {
+		if testkit.HasPriorityTable(t, pool, never) {
 			t.Errorf("priority_jobs_%d still exists", never)
 		}
 	})
@@ -202,10 +202,10 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("CleanlyStopped", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		live := testfactory.Processor(t, pool, 0)
-		stopped := testfactory.ProcessorLastSeen(t, pool, "'1999-01-01'")
-		testfactory.Jobs(t, pool, stopped, "ok", 2, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, stopped, "q", 1, testfactory.JobQueued)
+		live := testkit.Processor(t, pool, 0)
+		stopped := testkit.ProcessorLastSeen(t, pool, "'1999-01-01'")
+		testkit.NumberedJobs(t, pool, stopped, "ok", 2, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, stopped, "q", 1, testkit.Queued)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil {
@@ -214,7 +214,7 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if want := (queue.ReapResult{Dead: []int64{stopped}, MovedJobs: 3}); !equalReap(res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1`, live); n != 3 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1`, live); n != 3 {
 			t.Errorf("live processor owns %d jobs, want 3", n)
 		}
 	})
@@ -222,15 +222,15 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("SeveralDead", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		live := testfactory.Processors(t, pool, 3, 0)
-		d1 := testfactory.Processor(t, pool, dead)
-		d2 := testfactory.ProcessorLastSeen(t, pool, "NULL")
-		d3 := testfactory.Processor(t, pool, dead)
-		testfactory.Jobs(t, pool, d1, "d1", 4, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, d3, "d3", 5, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, d3, "d3ok", 3, testfactory.JobSucceeded)
-		testfactory.PriorityTable(t, pool, d1, "x1", "x2")
-		testfactory.PriorityTable(t, pool, d3, "x2", "x3")
+		live := testkit.ProcessorsSeen(t, pool, 3, 0)
+		d1 := testkit.Processor(t, pool, dead)
+		d2 := testkit.ProcessorLastSeen(t, pool, "NULL")
+		d3 := testkit.Processor(t, pool, dead)
+		testkit.NumberedJobs(t, pool, d1, "d1", 4, testkit.Started)
+		testkit.NumberedJobs(t, pool, d3, "d3", 5, testkit.Queued)
+		testkit.NumberedJobs(t, pool, d3, "d3ok", 3, testkit.Succeeded)
+		testkit.PriorityTableWith(t, pool, d1, "x1", "x2")
+		testkit.PriorityTableWith(t, pool, d3, "x2", "x3")
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil {
@@ -240,11 +240,11 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if !equalReap(res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
-		if s := testfactory.Spread(loads, live); s > 1 || loads[live[0]]+loads[live[1]]+loads[live[2]] != 9 {
+		loads := testkit.UnfinishedLoads(t, pool)
+		if s := testkit.Spread(loads, live); s > 1 || loads[live[0]]+loads[live[1]]+loads[live[2]] != 9 {
 			t.Errorf("live loads = %v, want 9 jobs spread within 1", loads)
 		}
-		if got, want := testfactory.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`), []string{"x1", "x2", "x3"}; !slices.Equal(got, want) {
+		if got, want := testkit.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`), []string{"x1", "x2", "x3"}; !slices.Equal(got, want) {
 			t.Errorf("priorityjobs = %v, want %v", got, want)
 		}
 	})
@@ -253,10 +253,10 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("HeartbeatBefore", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		testfactory.Processor(t, pool, 0)
-		p := testfactory.Processor(t, pool, dead)
-		testfactory.Jobs(t, pool, p, "p", 2, testfactory.JobStarted)
-		testfactory.PriorityTable(t, pool, p, "x")
+		testkit.Processor(t, pool, 0)
+		p := testkit.Processor(t, pool, dead)
+		testkit.NumberedJobs(t, pool, p, "p", 2, testkit.Started)
+		testkit.PriorityTableWith(t, pool, p, "x")
 
 		tx, err := pool.Begin(t.Context())
 		if err != nil {
@@ -268,13 +268,13 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if err := tx.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		before := testfactory.DBState(t, pool)
+		before := testkit.DBState(t, pool)
 
 		res, err := queue.NewStore(pool).ReapDeadProcessors(t.Context(), checkIn)
 		if err != nil || !equalReap(res, queue.ReapResult{}) {
 			t.Errorf("ReapDeadProcessors = %+v, %v; want zero, nil", res, err)
 		}
-		if after := testfactory.DBState(t, pool); after != before {
+		if after := testkit.DBState(t, pool); after != before {
 			t.Errorf("database changed:\nbefore %s\nafter  %s", before, after)
 		}
 	})
@@ -285,13 +285,13 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 	t.Run("HeartbeatDuringReap", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		live := testfactory.Processor(t, pool, 0)
-		beating := testfactory.Processor(t, pool, dead)
-		gone := testfactory.Processor(t, pool, dead)
-		testfactory.Jobs(t, pool, beating, "beating", 2, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, gone, "gone", 2, testfactory.JobStarted)
-		testfactory.PriorityTable(t, pool, beating, "x")
-		beatingJobs := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, beating)
+		live := testkit.Processor(t, pool, 0)
+		beating := testkit.Processor(t, pool, dead)
+		gone := testkit.Processor(t, pool, dead)
+		testkit.NumberedJobs(t, pool, beating, "beating", 2, testkit.Started)
+		testkit.NumberedJobs(t, pool, gone, "gone", 2, testkit.Started)
+		testkit.PriorityTableWith(t, pool, beating, "x")
+		beatingJobs := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, beating)
 
 		ctx := t.Context()
 		hb, err := pool.Acquire(ctx)
@@ -329,16 +329,16 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if want := (queue.ReapResult{Dead: []int64{gone}, MovedJobs: 2}); !equalReap(r.res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", r.res, want)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1`, beating); n != 1 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1`, beating); n != 1 {
 			t.Errorf("processor %d, which checked in, was deleted", beating)
 		}
-		if !testfactory.HasPriorityTable(t, pool, beating) {
+		if !testkit.HasPriorityTable(t, pool, beating) {
 			t.Errorf("priority_jobs_%d, of a processor that checked in, was dropped", beating)
 		}
-		if got := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, beating); !slices.Equal(got, beatingJobs) {
+		if got := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE owner = $1`, beating); !slices.Equal(got, beatingJobs) {
 			t.Errorf("jobs of the processor that checked in = %v, want unchanged %v", got, beatingJobs)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND uuid LIKE 'gone-%'`, live); n != 2 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND uuid LIKE 'gone-%'`, live); n != 2 {
 			t.Errorf("live processor got %d jobs of the dead one, want 2", n)
 		}
 	})
@@ -360,14 +360,14 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		}
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		live := testfactory.Processors(t, pool, 3, 0)
+		live := testkit.ProcessorsSeen(t, pool, 3, 0)
 		for i, p := range live {
-			testfactory.Jobs(t, pool, p, fmt.Sprint("l", p), 1000*i, testfactory.JobQueued)
+			testkit.NumberedJobs(t, pool, p, fmt.Sprint("l", p), 1000*i, testkit.Queued)
 		}
-		d := testfactory.Processor(t, pool, dead)
-		testfactory.Jobs(t, pool, d, "started", 10_000, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, d, "queued", 80_000, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, d, "ok", 10_000, testfactory.JobSucceeded)
+		d := testkit.Processor(t, pool, dead)
+		testkit.NumberedJobs(t, pool, d, "started", 10_000, testkit.Started)
+		testkit.NumberedJobs(t, pool, d, "queued", 80_000, testkit.Queued)
+		testkit.NumberedJobs(t, pool, d, "ok", 10_000, testkit.Succeeded)
 		vacuumAnalyze(t, pool)
 
 		start := time.Now()
@@ -380,11 +380,11 @@ SELECT owner, count(*) FROM jobs WHERE uuid LIKE 'ok-%' OR uuid LIKE 'ko-%' GROU
 		if want := (queue.ReapResult{Dead: []int64{d}, MovedJobs: 100_000}); !equalReap(res, want) {
 			t.Errorf("ReapDeadProcessors = %+v, want %+v", res, want)
 		}
-		loads := testfactory.UnfinishedLoads(t, pool)
-		if s := testfactory.Spread(loads, live); s > 1 || len(loads) != 3 {
+		loads := testkit.UnfinishedLoads(t, pool)
+		if s := testkit.Spread(loads, live); s > 1 || len(loads) != 3 {
 			t.Errorf("live loads = %v, want 93,000 jobs over %v within 1", loads, live)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE success IS NULL AND starteddatetime IS NOT NULL`); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE success IS NULL AND starteddatetime IS NOT NULL`); n != 0 {
 			t.Errorf("%d unfinished jobs still started", n)
 		}
 	})
@@ -425,7 +425,7 @@ func BenchmarkReapDeadProcessors(b *testing.B) {
 	const checkIn = 5 * time.Minute
 	pool := pgtest.Schema(b)
 	store := queue.NewStore(pool)
-	live := testfactory.Processors(b, pool, 3, 0)
+	live := testkit.ProcessorsSeen(b, pool, 3, 0)
 
 	for i := range b.N {
 		b.StopTimer()
@@ -433,13 +433,13 @@ func BenchmarkReapDeadProcessors(b *testing.B) {
 			b.Fatal(err)
 		}
 		for j, p := range live {
-			testfactory.Jobs(b, pool, p, fmt.Sprint("l", p), 1000*j, testfactory.JobQueued)
+			testkit.NumberedJobs(b, pool, p, fmt.Sprint("l", p), 1000*j, testkit.Queued)
 		}
-		d := testfactory.Processor(b, pool, 3*checkIn)
-		testfactory.Jobs(b, pool, d, fmt.Sprint("started", i), 10_000, testfactory.JobStarted)
-		testfactory.Jobs(b, pool, d, fmt.Sprint("queued", i), 80_000, testfactory.JobQueued)
-		testfactory.Jobs(b, pool, d, fmt.Sprint("ok", i), 10_000, testfactory.JobSucceeded)
-		testfactory.PriorityTable(b, pool, d, "x", "y")
+		d := testkit.Processor(b, pool, 3*checkIn)
+		testkit.NumberedJobs(b, pool, d, fmt.Sprint("started", i), 10_000, testkit.Started)
+		testkit.NumberedJobs(b, pool, d, fmt.Sprint("queued", i), 80_000, testkit.Queued)
+		testkit.NumberedJobs(b, pool, d, fmt.Sprint("ok", i), 10_000, testkit.Succeeded)
+		testkit.PriorityTableWith(b, pool, d, "x", "y")
 		vacuumAnalyze(b, pool)
 		b.StartTimer()
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -42,7 +42,7 @@ func byID(outs []queue.PriorityOutcome) map[string]queue.PriorityOutcome {
 // requests returns the ids in priorityjobs, sorted.
 func requests(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	return testfactory.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`)
+	return testkit.SortedStrings(t, pool, `SELECT uuid FROM priorityjobs`)
 }
 
 // request inserts ids into priorityjobs as the reporter does.
@@ -56,7 +56,7 @@ func request(t *testing.T, pool *pgxpool.Pool, ids ...string) {
 // pending returns the ids in priority_jobs_<id>, sorted.
 func pending(t *testing.T, pool *pgxpool.Pool, id int64) []string {
 	t.Helper()
-	return testfactory.SortedStrings(t, pool, fmt.Sprintf(`SELECT uuid FROM priority_jobs_%d`, id))
+	return testkit.SortedStrings(t, pool, fmt.Sprintf(`SELECT uuid FROM priority_jobs_%d`, id))
 }
 
 // jobRow is the part of a jobs row priority resolution changes.
@@ -90,8 +90,8 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 		t.Fatalf("PriorityRequests on an empty table = %v, %v; want none", got, err)
 	}
 
-	ids := testfactory.CrashIDs("req", 10)
-	testfactory.Processor(t, pool, 0)
+	ids := testkit.CrashIDs("req", 10)
+	testkit.Processor(t, pool, 0)
 	if _, err := store.Enqueue(t.Context(), ids[:3], 0, priorityCheckIn, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +141,11 @@ func TestClassic26_PriorityRequests(t *testing.T) {
 func TestClassic25_FoundQueuedWithPriority(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	procs := testfactory.Processors(t, pool, 4, 0)
+	procs := testkit.ProcessorsSeen(t, pool, 4, 0)
 	for _, p := range procs {
-		testfactory.PriorityTable(t, pool, p)
+		testkit.PriorityTableWith(t, pool, p)
 	}
-	ids := testfactory.CrashIDs("found", 10)
+	ids := testkit.CrashIDs("found", 10)
 	request(t, pool, ids[:5]...)
 
 	outs := resolve(t, pool, queue.PriorityBatch{Found: ids})
@@ -182,12 +182,12 @@ func TestClassic25_FoundQueuedWithPriority(t *testing.T) {
 func TestClassic27_AlreadyQueued(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	procs := testfactory.Processors(t, pool, 5, 0)
+	procs := testkit.ProcessorsSeen(t, pool, 5, 0)
 	for _, p := range procs {
-		testfactory.PriorityTable(t, pool, p)
+		testkit.PriorityTableWith(t, pool, p)
 	}
 	store := queue.NewStore(pool)
-	ids := testfactory.CrashIDs("classic27", 12)
+	ids := testkit.CrashIDs("classic27", 12)
 	var queued, requested, nowhere []string
 	for i, id := range ids {
 		switch i % 3 {
@@ -243,9 +243,9 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("AlreadyPendingInOwnersTable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := testfactory.Processor(t, pool, 0)
-		testfactory.Jobs(t, pool, p, "pend", 1, testfactory.JobQueued)
-		testfactory.PriorityTable(t, pool, p, "pend-1")
+		p := testkit.Processor(t, pool, 0)
+		testkit.NumberedJobs(t, pool, p, "pend", 1, testkit.Queued)
+		testkit.PriorityTableWith(t, pool, p, "pend-1")
 		request(t, pool, "pend-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Existing: []string{"pend-1"}})[0]
@@ -263,16 +263,16 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("DeadOwnerMoved", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		dead := testfactory.Processor(t, pool, time.Hour)
-		testfactory.PriorityTable(t, pool, dead)
-		busy := testfactory.Processor(t, pool, 0)
-		idle := testfactory.Processor(t, pool, 0)
+		dead := testkit.Processor(t, pool, time.Hour)
+		testkit.PriorityTableWith(t, pool, dead)
+		busy := testkit.Processor(t, pool, 0)
+		idle := testkit.Processor(t, pool, 0)
 		for _, p := range []int64{busy, idle} {
-			testfactory.PriorityTable(t, pool, p)
+			testkit.PriorityTableWith(t, pool, p)
 		}
-		testfactory.Jobs(t, pool, busy, "load", 3, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, dead, "dead", 2, testfactory.JobStarted)
-		testfactory.Exec(t, pool, `INSERT INTO jobs (uuid, owner, priority, queueddatetime) VALUES ('orphan-1', NULL, 0, localtimestamp)`)
+		testkit.NumberedJobs(t, pool, busy, "load", 3, testkit.Queued)
+		testkit.NumberedJobs(t, pool, dead, "dead", 2, testkit.Started)
+		testkit.Exec(t, pool, `INSERT INTO jobs (uuid, owner, priority, queueddatetime) VALUES ('orphan-1', NULL, 0, localtimestamp)`)
 		ids := []string{"dead-1", "orphan-1"}
 		request(t, pool, ids...)
 
@@ -300,10 +300,10 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("Finished", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := testfactory.Processor(t, pool, 0)
-		testfactory.PriorityTable(t, pool, p)
-		testfactory.Jobs(t, pool, p, "ok", 1, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, p, "bad", 1, testfactory.JobFailed)
+		p := testkit.Processor(t, pool, 0)
+		testkit.PriorityTableWith(t, pool, p)
+		testkit.NumberedJobs(t, pool, p, "ok", 1, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, p, "bad", 1, testkit.Failed)
 		ids := []string{"bad-1", "ok-1", "gone-1"} // gone-1: cleaned up since it was read
 		request(t, pool, ids...)
 		before := job(t, pool, "ok-1")
@@ -328,16 +328,16 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("FoundButAlreadyQueued", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := testfactory.Processor(t, pool, 0)
-		testfactory.PriorityTable(t, pool, p)
-		testfactory.Jobs(t, pool, p, "scan", 1, testfactory.JobQueued) // the scanner got there first
+		p := testkit.Processor(t, pool, 0)
+		testkit.PriorityTableWith(t, pool, p)
+		testkit.NumberedJobs(t, pool, p, "scan", 1, testkit.Queued) // the scanner got there first
 		request(t, pool, "scan-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"scan-1"}})[0]
 		if o.Status != dispatch.PriorityRaised || !o.Told || o.Owner != p {
 			t.Errorf("outcome %+v, want raised and told", o)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
 			t.Errorf("%d jobs, want 1", n)
 		}
 	})
@@ -345,12 +345,12 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("NoLiveProcessor", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		dead := testfactory.Processor(t, pool, time.Hour)
-		stale := testfactory.Processor(t, pool, 7*time.Minute) // not live, not dead: keeps its jobs
-		testfactory.PriorityTable(t, pool, dead)
-		testfactory.PriorityTable(t, pool, stale)
-		testfactory.Jobs(t, pool, dead, "dead", 1, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, stale, "stale", 1, testfactory.JobQueued)
+		dead := testkit.Processor(t, pool, time.Hour)
+		stale := testkit.Processor(t, pool, 7*time.Minute) // not live, not dead: keeps its jobs
+		testkit.PriorityTableWith(t, pool, dead)
+		testkit.PriorityTableWith(t, pool, stale)
+		testkit.NumberedJobs(t, pool, dead, "dead", 1, testkit.Queued)
+		testkit.NumberedJobs(t, pool, stale, "stale", 1, testkit.Queued)
 		request(t, pool, "dead-1", "stale-1", "disk-1")
 		b := queue.PriorityBatch{Existing: []string{"dead-1", "stale-1"}, Found: []string{"disk-1"}}
 
@@ -366,13 +366,13 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); !slices.Equal(r, []string{"dead-1", "disk-1"}) {
 			t.Errorf("requests = %v, want the two waiting ones kept", r)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'disk-1'`); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'disk-1'`); n != 0 {
 			t.Errorf("disk-1 queued with no live processor")
 		}
 
 		// A processor checks in: the same requests resolve.
-		live := testfactory.Processor(t, pool, 0)
-		testfactory.PriorityTable(t, pool, live)
+		live := testkit.Processor(t, pool, 0)
+		testkit.PriorityTableWith(t, pool, live)
 		b.Existing = []string{"dead-1"}
 		outs = byID(resolve(t, pool, b))
 		if o := outs["dead-1"]; o.Status != dispatch.PriorityMoved || o.Owner != live || !o.Told {
@@ -389,8 +389,8 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("OwnerWithoutTable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		p := testfactory.Processor(t, pool, 0) // registered, table not created yet
-		testfactory.Jobs(t, pool, p, "q", 1, testfactory.JobQueued)
+		p := testkit.Processor(t, pool, 0) // registered, table not created yet
+		testkit.NumberedJobs(t, pool, p, "q", 1, testkit.Queued)
 		request(t, pool, "q-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Existing: []string{"q-1"}})[0]
@@ -403,7 +403,7 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); len(r) != 1 {
 			t.Errorf("requests = %v, want it kept until the owner can be told", r)
 		}
-		testfactory.PriorityTable(t, pool, p)
+		testkit.PriorityTableWith(t, pool, p)
 		o = resolve(t, pool, queue.PriorityBatch{Existing: []string{"q-1"}})[0]
 		if !o.Told || !o.Resolved() {
 			t.Errorf("once the table exists: %+v, want told", o)
@@ -413,10 +413,10 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("NewOwnerHasATable", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		bare := testfactory.Processor(t, pool, 0) // least loaded, but cannot be told
-		ready := testfactory.Processor(t, pool, 0)
-		testfactory.PriorityTable(t, pool, ready)
-		testfactory.Jobs(t, pool, ready, "load", 5, testfactory.JobQueued)
+		bare := testkit.Processor(t, pool, 0) // least loaded, but cannot be told
+		ready := testkit.Processor(t, pool, 0)
+		testkit.PriorityTableWith(t, pool, ready)
+		testkit.NumberedJobs(t, pool, ready, "load", 5, testkit.Queued)
 		request(t, pool, "disk-1")
 
 		o := resolve(t, pool, queue.PriorityBatch{Found: []string{"disk-1"}})[0]
@@ -428,12 +428,12 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("BrokenTableHoldsBackItsOwnOnly", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		broken := testfactory.Processor(t, pool, 0)
-		good := testfactory.Processor(t, pool, 0)
-		testfactory.Exec(t, pool, fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) PRIMARY KEY CHECK (false))`, broken))
-		testfactory.PriorityTable(t, pool, good)
-		testfactory.Jobs(t, pool, broken, "b", 1, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, good, "g", 1, testfactory.JobQueued)
+		broken := testkit.Processor(t, pool, 0)
+		good := testkit.Processor(t, pool, 0)
+		testkit.Exec(t, pool, fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) PRIMARY KEY CHECK (false))`, broken))
+		testkit.PriorityTableWith(t, pool, good)
+		testkit.NumberedJobs(t, pool, broken, "b", 1, testkit.Queued)
+		testkit.NumberedJobs(t, pool, good, "g", 1, testkit.Queued)
 		request(t, pool, "b-1", "g-1", "junk")
 
 		outs := byID(resolve(t, pool, queue.PriorityBatch{Existing: []string{"b-1", "g-1"}, Drop: []string{"junk"}}))
@@ -470,7 +470,7 @@ func TestResolvePriority(t *testing.T) {
 		if r := requests(t, pool); !slices.Equal(r, []string{"keep-me"}) {
 			t.Errorf("requests = %v, want keep-me only", r)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 0 {
 			t.Errorf("jobs appeared: %d", n)
 		}
 	})
@@ -504,8 +504,8 @@ func TestResolvePriority(t *testing.T) {
 func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	p := testfactory.Processor(t, pool, 0)
-	testfactory.PriorityTable(t, pool, p)
+	p := testkit.Processor(t, pool, 0)
+	testkit.PriorityTableWith(t, pool, p)
 	request(t, pool, "race-1")
 
 	// Another session inserts the job and holds its transaction open.
@@ -545,7 +545,7 @@ func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 	if o.Status != dispatch.PriorityRaised || !o.Told {
 		t.Errorf("next pass: %+v, want raised and told", o)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs`); n != 1 {
 		t.Errorf("%d jobs, want 1", n)
 	}
 }
@@ -596,7 +596,7 @@ func TestListenPriority(t *testing.T) {
 		t.Fatalf("Wait after an insert: %v", err)
 	}
 
-	testfactory.Exec(t, pool, `SELECT pg_terminate_backend($1)`, lis.PID())
+	testkit.Exec(t, pool, `SELECT pg_terminate_backend($1)`, lis.PID())
 	for {
 		err := lis.Wait(ctx) // notifications that came before the kill first
 		if err == nil {

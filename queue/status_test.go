@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -19,7 +19,7 @@ func TestStatus(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		// Times relative to the database clock, as processors write them.
-		testfactory.Exec(t, pool, `
+		testkit.Exec(t, pool, `
 INSERT INTO processors (id, name, startdatetime, lastseendatetime) VALUES
     (1, 'live', localtimestamp - interval '1 hour', localtimestamp - interval '1 minute'),
     (2, 'stale', localtimestamp - interval '1 hour', localtimestamp - interval '7 minutes'),

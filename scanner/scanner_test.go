@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
-	"github.com/crashmonitor/monitor/internal/crashfixture"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -44,47 +44,25 @@ func setup(t *testing.T, layout crashstore.Layout) *testBundle {
 // processors registers processors seen ago (DB clock) and returns their ids.
 func (b *testBundle) processors(t *testing.T, ago ...time.Duration) []int64 {
 	t.Helper()
-	var ids []int64
-	for i, a := range ago {
-		var id int64
-		err := b.pool.QueryRow(t.Context(), `
-			INSERT INTO processors (name, startdatetime, lastseendatetime)
-			VALUES ($1, localtimestamp, localtimestamp - make_interval(secs => $2)) RETURNING id`,
-			fmt.Sprintf("proc_%d_%d", i, time.Now().UnixNano()), a.Seconds()).Scan(&id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	return ids
+	return testkit.Processors(t, b.pool, ago...)
 }
 
 // put writes complete, settled pairs submitted a minute apart, oldest first.
 func (b *testBundle) put(t *testing.T, n int) []crashstore.Entry {
 	t.Helper()
-	var es []crashstore.Entry
-	for i := range n {
+	pairs := make([]testkit.Pair, n)
+	for i := range pairs {
 		at := b.now.Add(-time.Duration(n-i) * time.Minute)
 		id := fmt.Sprintf("%08x-0000-4000-8000-00000%01d%s", i, 2, at.Format("060102"))
-		e, err := b.crashes.NewEntry(id, fmt.Sprintf("web%d", i%2), at, []byte("dump"), []byte("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		settleFiles(t, e)
-		es = append(es, e)
+		pairs[i] = testkit.Pair{ID: id, Webhead: fmt.Sprintf("web%d", i%2), At: at}
 	}
-	return es
+	return testkit.WritePairs(t, b.crashes, nil, pairs...)
 }
 
 // settleFiles ages a pair's files past the settle time.
 func settleFiles(t *testing.T, e crashstore.Entry) {
 	t.Helper()
-	old := time.Now().Add(-time.Hour)
-	for _, p := range []string{e.JSONPath, e.DumpPath} {
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.Settle(t, e.JSONPath, e.DumpPath)
 }
 
 type jobRow struct {
@@ -182,16 +160,11 @@ func TestRunOnce(t *testing.T) {
 			t.Parallel()
 			b := setup(t, layout)
 			b.processors(t, 0, 0, 0, 0)
-			fxs := crashfixture.Classic(t, "jsonFileData")
-			var es []crashstore.Entry
-			for _, fx := range fxs {
-				e, err := b.crashes.NewEntry(fx.ID, fx.Webhead, fx.At, []byte("dump of "+fx.ID), []byte("{}"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				settleFiles(t, e)
-				es = append(es, e)
+			fxs := testkit.ClassicPairs(t, "jsonFileData")
+			for i := range fxs {
+				fxs[i].Dump = []byte("dump of " + fxs[i].ID)
 			}
+			es := testkit.WritePairs(t, b.crashes, nil, fxs...)
 			res, err := b.scanner.RunOnce(t.Context())
 			if err != nil || res.Queued != len(fxs) || res.Incomplete != 0 {
 				t.Fatalf("RunOnce() = %+v, %v; want %d queued", res, err, len(fxs))
@@ -247,11 +220,7 @@ func TestRunOnce(t *testing.T) {
 			if crashstore.IDDepth(id) != 4 {
 				t.Fatalf("IDDepth(%s) = %d, want 4", id, crashstore.IDDepth(id))
 			}
-			e, err := b.crashes.NewEntry(id, "web1", b.now.Add(-time.Duration(3-i)*time.Minute), []byte("dump"), []byte("{}"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			settleFiles(t, e)
+			testkit.WritePairs(t, b.crashes, nil, testkit.Pair{ID: id, At: b.now.Add(-time.Duration(3-i) * time.Minute)})
 		}
 		res, err := b.scanner.RunOnce(t.Context())
 		if err != nil || res.Queued != len(ids) {
@@ -305,11 +274,7 @@ func TestRunOnce(t *testing.T) {
 		procs := b.processors(t, 0)
 		es := b.put(t, 3)
 		// As after a crash between the commit and the link removal.
-		if _, err := b.pool.Exec(t.Context(),
-			"INSERT INTO jobs (uuid, owner, queueddatetime, success) VALUES ($1, $2, localtimestamp, true)",
-			es[1].ID, procs[0]); err != nil {
-			t.Fatal(err)
-		}
+		testkit.Jobs(t, b.pool, testkit.Succeeded, procs[0], es[1].ID)
 		res, err := b.scanner.RunOnce(t.Context())
 		if err != nil || res.Queued != 2 || res.Existing != 1 {
 			t.Fatalf("RunOnce() = %+v, %v; want 2 queued, 1 existing", res, err)
@@ -355,11 +320,7 @@ func TestRunOnce(t *testing.T) {
 		t.Parallel()
 		b := setup(t, crashstore.LayoutDaily)
 		procs := b.processors(t, 0, 3*checkIn)
-		if _, err := b.pool.Exec(t.Context(), `
-			INSERT INTO jobs (uuid, owner, queueddatetime, starteddatetime)
-			VALUES ('0bba929f-8721-460c-dead-a43c20071025', $1, localtimestamp, localtimestamp)`, procs[1]); err != nil {
-			t.Fatal(err)
-		}
+		testkit.Jobs(t, b.pool, testkit.Started, procs[1], "0bba929f-8721-460c-dead-a43c20071025")
 		res, err := b.scanner.RunOnce(t.Context())
 		if err != nil || !slices.Equal(res.Reaped.Dead, []int64{procs[1]}) {
 			t.Fatalf("RunOnce() = %+v, %v; want processor %d reaped", res, err, procs[1])
@@ -453,27 +414,9 @@ func TestRunWakesOnNewPair(t *testing.T) {
 
 	for i := range 3 {
 		id := fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i)
-		if _, err := b.crashes.NewEntry(id, "web1", time.Now().UTC(), []byte("dump"), []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
+		testkit.WritePairs(t, b.crashes, &testkit.PairOpts{Fresh: true}, testkit.Pair{ID: id})
 		complete := time.Now()
-		waitFor(t, func() bool { return len(b.jobs(t)) == i+1 })
+		testkit.Eventually(t, fmt.Sprintf("pair %d to be queued", i), func() bool { return len(b.jobs(t)) == i+1 })
 		t.Logf("pair %d queued %v after it was written", i, time.Since(complete).Round(time.Millisecond))
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	timeout := 10 * time.Second
-	if os.Getenv("CI") == "true" {
-		timeout = 30 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,64 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runCmd runs crashsim with args and returns its exit code and output.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	code = run(t.Context(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func TestGenerate(t *testing.T) {
@@ -165,37 +127,11 @@ func TestUsage(t *testing.T) {
 // path.
 func writeConfig(t *testing.T, dir, dbURL string) string {
 	t.Helper()
-	var b strings.Builder
-	for k, v := range map[string]string{
-		"databaseURL":               dbURL,
-		"storageRoot":               filepath.Join(dir, "toBeProcessed"),
-		"deferredStorageRoot":       filepath.Join(dir, "toBeDeferred"),
-		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
-		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
-		"logFilePathname":           filepath.Join(dir, "monitor.log"),
-		"processorCheckInTime":      "2s",
-	} {
-		fmt.Fprintf(&b, "%s: %q\n", k, v)
-	}
+	cfg := testkit.BaseConfig(dir, dbURL)
+	cfg["processorCheckInTime"] = "2s"
 	path := filepath.Join(dir, "monitor.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Write(t, path)
 	return path
-}
-
-// schemaURL is the test database URL with search_path set to the pool's
-// schema.
-func schemaURL(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // TestProcessAndReport runs the process command against a real schema: a
@@ -205,7 +141,7 @@ func schemaURL(t *testing.T, pool *pgxpool.Pool) string {
 func TestProcessAndReport(t *testing.T) {
 	pool := pgtest.Schema(t)
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, schemaURL(t, pool))
+	cfg := writeConfig(t, dir, testkit.SchemaURL(t, pool))
 	jobs := queue.NewStore(pool)
 	ids := filepath.Join(dir, "ids")
 	if code, _, stderr := runCmd(t, "generate", "-c", cfg, "-n", "20", "-ids", ids); code != 0 {
@@ -224,16 +160,15 @@ func TestProcessAndReport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := func(name string) (done chan int, stderr *syncBuffer, cancel context.CancelFunc) {
+	start := func(name string) (done chan int, stderr *testkit.SyncBuffer, cancel context.CancelFunc) {
 		ctx, cancel := context.WithCancel(t.Context())
-		done, stderr = make(chan int, 1), &syncBuffer{}
+		done, stderr = make(chan int, 1), &testkit.SyncBuffer{}
 		go func() {
 			done <- run(ctx, []string{"process", "-c", cfg, "-name", name, "-work-time", "1ms", "-fail-ratio", "0.5",
-				"-idle", "10ms", "-log", filepath.Join(dir, name+".log")}, &syncBuffer{}, stderr)
+				"-idle", "10ms", "-log", filepath.Join(dir, name+".log")}, &testkit.SyncBuffer{}, stderr)
 		}()
-		waitFor(t, name+" to register", func() bool {
-			n, err := jobs.LiveProcessors(t.Context(), time.Minute)
-			return err == nil && n >= 1
+		testkit.Eventually(t, name+" to register", func() bool {
+			return testkit.CountLive(t, pool, time.Minute) >= 1
 		})
 		return done, stderr, cancel
 	}
@@ -242,7 +177,7 @@ func TestProcessAndReport(t *testing.T) {
 	if _, err := jobs.Enqueue(t.Context(), strings.Fields(string(data)), 0, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "20 finished jobs", func() bool {
+	testkit.Eventually(t, "20 finished jobs", func() bool {
 		st, err := jobs.Status(t.Context(), time.Minute)
 		return err == nil && st.Succeeded+st.Failed == 20
 	})

@@ -3,16 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +17,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // cleanupPair is a finished crash of the end-to-end cleanup tests.
@@ -38,85 +35,40 @@ func writeFinishedPairs(t *testing.T, pool *pgxpool.Pool, std, deferred *crashst
 	t.Helper()
 	pairs := make([]cleanupPair, n)
 	day := time.Now().UTC().AddDate(0, 0, -1)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := range 4 {
-		wg.Go(func() {
-			for i := w; i < n; i += 4 {
-				id := fmt.Sprintf("%08x-c1ea-4e1f-9a5c-0000%02d%s", uint32(i)*2654435761, 2, day.Format("060102"))
-				p := cleanupPair{
-					id:      id,
-					success: i%3 != 0,
-					dump:    bytes.Repeat([]byte("dump "+id+"\n"), 1+i%50),
-					json:    []byte(`{"uuid": "` + id + `", "n": ` + fmt.Sprint(i) + `}`),
-				}
-				tree := std
-				if i%10 == 9 {
-					tree = deferred
-				}
-				e, err := tree.NewEntry(id, "web1", day, p.dump, p.json)
-				if err == nil {
-					err = tree.RemoveLinks(e)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				pairs[i] = p
-			}
-		})
+	var toStd, toDeferred []testkit.Pair
+	var ok, ko []string
+	for i := range pairs {
+		id := fmt.Sprintf("%08x-c1ea-4e1f-9a5c-0000%02d%s", uint32(i)*2654435761, 2, day.Format("060102"))
+		p := cleanupPair{
+			id:      id,
+			success: i%3 != 0,
+			dump:    bytes.Repeat([]byte("dump "+id+"\n"), 1+i%50),
+			json:    []byte(`{"uuid": "` + id + `", "n": ` + fmt.Sprint(i) + `}`),
+		}
+		pairs[i] = p
+		written := testkit.Pair{ID: id, At: day, Dump: p.dump, JSON: p.json}
+		if i%10 == 9 {
+			toDeferred = append(toDeferred, written)
+		} else {
+			toStd = append(toStd, written)
+		}
+		if p.success {
+			ok = append(ok, id)
+		} else {
+			ko = append(ko, id)
+		}
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	var success []bool
-	for _, p := range pairs {
-		ids = append(ids, p.id)
-		success = append(success, p.success)
-	}
-	if _, err := pool.Exec(t.Context(), `
-INSERT INTO jobs (uuid, queueddatetime, starteddatetime, completeddatetime, success)
-SELECT u, localtimestamp, localtimestamp, localtimestamp, s
-FROM unnest($1::text[], $2::bool[]) AS t(u, s)`, ids, success); err != nil {
-		t.Fatal(err)
-	}
+	queued := &testkit.PairOpts{Fresh: true, Queued: true}
+	testkit.WritePairs(t, std, queued, toStd...)
+	testkit.WritePairs(t, deferred, queued, toDeferred...)
+	testkit.Jobs(t, pool, testkit.Succeeded, 0, ok...)
+	testkit.Jobs(t, pool, testkit.Failed, 0, ko...)
 	return pairs
-}
-
-// dataFiles lists the files (not links, not directories) under root,
-// relative to it; a root that does not exist holds none.
-func dataFiles(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // removed by the running monitor meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && d.Type()&fs.ModeSymlink == 0 {
-			r, _ := filepath.Rel(root, p)
-			out = append(out, r)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func countJobs(t *testing.T, pool *pgxpool.Pool) int {
 	t.Helper()
-	var n int
-	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return testkit.QueryInt(t, pool, "SELECT count(*) FROM jobs")
 }
 
 // TestRunKilledDuringCleanup kills `monitor run` with SIGKILL while it
@@ -128,17 +80,15 @@ func TestRunKilledDuringCleanup(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["cleanupJobsLoopDelay"] = "1"
-	cfg.write(t, path)
+	cfg.Write(t, path)
 	std := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	deferred := crashstore.New(cfg["deferredStorageRoot"], crashstore.Options{GID: -1})
 	pairs := writeFinishedPairs(t, pool, std, deferred, n)
 
 	archived := func() int {
-		return len(dataFiles(t, cfg["saveSuccessfulMinidumpsTo"])) + len(dataFiles(t, cfg["saveFailedMinidumpsTo"]))
+		return len(testkit.Files(t, cfg["saveSuccessfulMinidumpsTo"])) + len(testkit.Files(t, cfg["saveFailedMinidumpsTo"]))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	killedMidway := 0
@@ -154,27 +104,18 @@ func TestRunKilledDuringCleanup(t *testing.T) {
 		// its rows' deletion); odd rounds after a random time (anywhere:
 		// start-up, a query, a batch).
 		target := before + 1 + rng.IntN(2*n-before)
-		deadline := time.Now().Add(3 * waitTimeout())
+		within := 3 * testkit.WaitTimeout()
 		if round%2 == 1 {
 			target = 2*n + 1
-			deadline = time.Now().Add(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+			within = time.Duration(200+rng.IntN(1500)) * time.Millisecond
 		}
 		done := func() bool { return archived() >= target }
 		if round == 0 {
 			done = func() bool { return countJobs(t, pool) < n }
 		}
 		d := startDaemon(t, path, cfg["logFilePathname"])
-		for !done() && time.Now().Before(deadline) {
-			select {
-			case <-d.done:
-				t.Fatalf("monitor exited (code %d) during the cleanup; stderr:\n%s", d.code, d.stderrText())
-			case <-time.After(time.Millisecond):
-			}
-		}
-		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-d.done
+		d.RunUntil(t, within, done)
+		d.Kill(t)
 		files, rows := archived(), countJobs(t, pool)
 		if files < 2*n && rows > 0 {
 			killedMidway++
@@ -188,32 +129,26 @@ func TestRunKilledDuringCleanup(t *testing.T) {
 	logSoFar, _ := os.ReadFile(cfg["logFilePathname"])
 	started := strings.Count(string(logSoFar), "monitor started")
 	d := startDaemon(t, path, cfg["logFilePathname"])
-	d.waitLog(t, "monitor started", started+1)
-	deadline := time.Now().Add(3 * waitTimeout())
-	for countJobs(t, pool) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restarts: %d rows left\n%s", countJobs(t, pool), d.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
+	d.WaitLog(t, "monitor started", started+1)
+	if !testkit.Poll(t, 3*testkit.WaitTimeout(), func() bool { return countJobs(t, pool) == 0 }) {
+		t.Fatalf("after the restarts: %d rows left\n%s", countJobs(t, pool), d.LogText())
 	}
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 
 	checkCleanupArchives(t, cfg, pairs)
 	for _, root := range []string{cfg["storageRoot"], cfg["deferredStorageRoot"]} {
-		if files := dataFiles(t, root); len(files) > 0 {
+		if files := testkit.Files(t, root); len(files) > 0 {
 			t.Errorf("%d files left in %s, e.g. %s", len(files), root, files[0])
 		}
 	}
-	if log := d.logText(); strings.Contains(log, "will be retried") || strings.Contains(log, "not found for cleanup") {
+	if log := d.LogText(); strings.Contains(log, "will be retried") || strings.Contains(log, "not found for cleanup") {
 		t.Errorf("the restarts logged failures or lost crashes:\n%s", log)
 	}
 }
 
 // checkCleanupArchives checks that the two archives hold exactly the pairs,
 // each in the archive of its verdict, once, byte for byte.
-func checkCleanupArchives(t *testing.T, cfg testConfig, pairs []cleanupPair) {
+func checkCleanupArchives(t *testing.T, cfg testkit.Config, pairs []cleanupPair) {
 	t.Helper()
 	want := map[string][]string{}
 	for _, p := range pairs {
@@ -237,7 +172,7 @@ func checkCleanupArchives(t *testing.T, cfg testConfig, pairs []cleanupPair) {
 		}
 	}
 	for root, files := range want {
-		got := dataFiles(t, root)
+		got := testkit.Files(t, root)
 		for i := range got {
 			got[i] = filepath.Join(root, got[i])
 		}
@@ -255,25 +190,12 @@ func checkCleanupArchives(t *testing.T, cfg testConfig, pairs []cleanupPair) {
 func TestRunCleanupStatus(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
-	cfg.write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	std := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	const blocked, fine = "4dd21cc0-49d9-46ae-a42b-fadb42090928", "0bba929f-8721-460c-dead-a43c20071025"
-	for _, id := range []string{blocked, fine} {
-		e, err := std.NewEntry(id, "web1", time.Now(), []byte("dump"), []byte("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := std.RemoveLinks(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := pool.Exec(t.Context(), `INSERT INTO jobs (uuid, queueddatetime, completeddatetime, success)
-		VALUES ($1, localtimestamp, localtimestamp, true), ($2, localtimestamp, localtimestamp, true)`, blocked, fine); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WritePairs(t, std, &testkit.PairOpts{Fresh: true, Queued: true}, testkit.Pair{ID: blocked}, testkit.Pair{ID: fine})
+	testkit.Jobs(t, pool, testkit.Succeeded, 0, blocked, fine)
 	inTheWay := filepath.Join(cfg["saveSuccessfulMinidumpsTo"], "20090928")
 	if err := os.MkdirAll(filepath.Dir(inTheWay), 0o755); err != nil {
 		t.Fatal(err)
@@ -283,12 +205,10 @@ func TestRunCleanupStatus(t *testing.T) {
 	}
 
 	d := startDaemon(t, path, cfg["logFilePathname"])
-	d.waitLog(t, "cleanup of a finished job failed; it will be retried", 1)
-	d.waitLog(t, "INFO - cleanup - cleaned up finished jobs archived=1", 1)
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
-	if log := d.logText(); !strings.Contains(log, "uuid="+blocked) || !strings.Contains(log, inTheWay) {
+	d.WaitLog(t, "cleanup of a finished job failed; it will be retried", 1)
+	d.WaitLog(t, "INFO - cleanup - cleaned up finished jobs archived=1", 1)
+	stopDaemon(t, d)
+	if log := d.LogText(); !strings.Contains(log, "uuid="+blocked) || !strings.Contains(log, inTheWay) {
 		t.Errorf("the failure is not logged with its crash and path:\n%s", log)
 	}
 

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/crashmonitor/monitor/internal/crashgen"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // TestLifeCycle runs a whole life cycle through `monitor run` with two
@@ -34,22 +33,15 @@ func TestLifeCycle(t *testing.T) {
 	pool := pgtest.Schema(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg := testkit.BaseConfig(dir, testkit.SchemaURL(t, pool))
 	cfg["processorCheckInTime"] = "00:00:02"
 	cfg["cleanupJobsLoopDelay"] = "00:00:01"
-	cfg.write(t, path)
+	cfg.Write(t, path)
 
 	standard := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	deferredTree := crashstore.New(cfg["deferredStorageRoot"], crashstore.Options{GID: -1})
 	gen := func(store *crashstore.Store, n int, seed uint64) *crashgen.Generator {
-		g, err := crashgen.New(crashgen.Options{Count: n, DumpSize: 64, Seed: seed, Webheads: []string{"web1", "web2"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.Write(t.Context(), store); err != nil {
-			t.Fatal(err)
-		}
-		return g
+		return testkit.Generate(t, store, crashgen.Options{Count: n, DumpSize: 64, Seed: seed, Webheads: []string{"web1", "web2"}})
 	}
 	deferredGen := gen(deferredTree, deferred, seed+1)
 	wanted := deferredGen.ID(2) // the one a user asks for
@@ -74,24 +66,14 @@ func TestLifeCycle(t *testing.T) {
 	defer cancel()
 
 	d := startDaemon(t, path, cfg["logFilePathname"])
-	d.waitLog(t, "monitor started", 1)
+	d.WaitLog(t, "monitor started", 1)
 	standardGen := gen(standard, pairs, seed)
 
-	count := func(sql string) int {
-		var n int
-		if err := pool.QueryRow(t.Context(), sql).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func(sql string) int { return testkit.QueryInt(t, pool, sql) }
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(6 * waitTimeout())
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %s; log:\n%s", what, 6*waitTimeout(), d.logText())
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testkit.Poll(t, 6*testkit.WaitTimeout(), cond) {
+			t.Fatalf("%s: not within %s; log:\n%s", what, 6*testkit.WaitTimeout(), d.LogText())
 		}
 	}
 
@@ -111,9 +93,7 @@ func TestLifeCycle(t *testing.T) {
 	waitUntil("the dead processor reaped", func() bool {
 		return count("SELECT count(*) FROM processors") == 1
 	})
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 
 	ids := []string{wanted}
 	for i := range pairs {
@@ -144,7 +124,7 @@ func TestLifeCycle(t *testing.T) {
 	if s := procs[1].Stats(); s.Succeeded+s.Failed == 0 {
 		t.Error("the processor that died had processed nothing: the test did not kill it half way")
 	}
-	if !strings.Contains(d.logText(), "reaped dead processors") {
+	if !strings.Contains(d.LogText(), "reaped dead processors") {
 		t.Error("no reap in the log")
 	}
 }
@@ -163,20 +143,10 @@ func archived(t *testing.T, dir string) int {
 func pairFiles(t *testing.T, root, part string) int {
 	t.Helper()
 	n := 0
-	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // not made yet, or a directory being moved into place
-		}
-		if err != nil {
-			return err
-		}
-		if de.Type().IsRegular() && strings.Contains(de.Name(), part) {
+	for _, f := range testkit.Files(t, root) {
+		if strings.Contains(filepath.Base(f), part) {
 			n++
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return n
 }

@@ -5,21 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // monitorBin is the monitor binary built once for the subprocess tests.
@@ -43,55 +39,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// waitTimeout bounds every wait for the daemon to do something.
-func waitTimeout() time.Duration {
-	if os.Getenv("CI") == "true" {
-		return 30 * time.Second
-	}
-	return 10 * time.Second
-}
-
-// schemaURL is the test database URL with search_path set to schema, so the
-// monitor works inside that test's schema.
-func schemaURL(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatalf("parse test database URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// testConfig is a config file's keys; write renders it into dir.
-type testConfig map[string]string
-
-func (c testConfig) write(t *testing.T, path string) {
-	t.Helper()
-	var b strings.Builder
-	for k, v := range c {
-		fmt.Fprintf(&b, "%s: %q\n", k, v)
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// baseConfig is a minimal valid configuration rooted in dir.
-func baseConfig(dir, dbURL string) testConfig {
-	return testConfig{
-		"databaseURL":               dbURL,
-		"storageRoot":               filepath.Join(dir, "toBeProcessed"),
-		"deferredStorageRoot":       filepath.Join(dir, "toBeDeferred"),
-		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
-		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
-		"logFilePathname":           filepath.Join(dir, "monitor.log"),
-		"httpListenAddress":         "127.0.0.1:0",
-	}
-}
-
 // result is what one run of the binary produced.
 type result struct {
 	stdout, stderr string
@@ -101,10 +48,10 @@ type result struct {
 // runMonitor runs the binary to completion with a clean MONITOR_* environment.
 func runMonitor(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout())
+	ctx, cancel := context.WithTimeout(t.Context(), testkit.WaitTimeout())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, monitorBin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = testkit.CleanEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -115,17 +62,6 @@ func runMonitor(t *testing.T, args ...string) result {
 		t.Fatalf("run monitor %v: %v", args, err)
 	}
 	return result{stdout.String(), stderr.String(), code}
-}
-
-// cleanEnv is the environment without MONITOR_* overrides.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MONITOR_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func TestVersion(t *testing.T) {
@@ -151,13 +87,11 @@ func TestUsage(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, "postgres://socorro:s3cret@db.example:5433/breakpad")
+	cfg, path := newConfig(t, "postgres://socorro:s3cret@db.example:5433/breakpad")
 	cfg["databasePassword"] = "hunter2"
 	cfg["standardLoopDelay"] = "00:01:30"
 	cfg["dumpPermissions"] = "432"
-	cfg.write(t, path)
+	cfg.Write(t, path)
 
 	r := runMonitor(t, "check-config", "-c", path)
 	if r.code != 0 {
@@ -200,11 +134,9 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			path := filepath.Join(dir, "monitor.yaml")
-			cfg := baseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
+			cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none")
 			cfg[tc.key] = tc.value
-			cfg.write(t, path)
+			cfg.Write(t, path)
 			for _, args := range [][]string{
 				{"run", "--config", path},
 				{"migrate", "--config", path},
@@ -217,7 +149,7 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 					t.Errorf("monitor %s: code %d, stderr %q; want code 2 naming %s", args[0], r.code, r.stderr, tc.wantInErr)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(dir, "monitor.log")); !os.IsNotExist(err) {
+			if _, err := os.Stat(cfg["logFilePathname"]); !os.IsNotExist(err) {
 				t.Errorf("log file exists after a bad config (stat: %v)", err)
 			}
 		})
@@ -227,9 +159,8 @@ func TestBadConfigTouchesNothing(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.EmptySchema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 
 	r := runMonitor(t, "migrate", "--config", path)
 	if r.code != 0 || !strings.Contains(r.stdout, "migrated from version 0") {
@@ -250,9 +181,8 @@ func TestMigrate(t *testing.T) {
 
 func TestMigrateUnreachableDatabase(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	baseConfig(dir, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2").write(t, path)
+	cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	cfg.Write(t, path)
 	for _, cmd := range []string{"migrate", "status"} {
 		if r := runMonitor(t, cmd, "-c", path); r.code != exitFailure {
 			t.Errorf("%s with no database: code %d, want 1 (stderr %q)", cmd, r.code, r.stderr)
@@ -263,9 +193,8 @@ func TestMigrateUnreachableDatabase(t *testing.T) {
 func TestPrioritize(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	ctx := t.Context()
 	count := func() int {
 		var n int
@@ -304,9 +233,8 @@ func TestPrioritize(t *testing.T) {
 func TestStatus(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	_, err := pool.Exec(t.Context(), `
 		INSERT INTO processors (id, name, startdatetime, lastseendatetime) VALUES
 			(1, 'live_1', localtimestamp, localtimestamp),
@@ -344,9 +272,8 @@ func TestStatus(t *testing.T) {
 func TestStatusWithoutSchema(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.EmptySchema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	baseConfig(dir, schemaURL(t, pool)).write(t, path)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
 	for _, args := range [][]string{{"status"}, {"prioritize", "4dd21cc0-49d9-46ae-a42b-fadb42090928"}, {"run"}} {
 		r := runMonitor(t, append(args, "-c", path)...)
 		if r.code != exitFailure || !strings.Contains(r.stderr, "monitor migrate") {
@@ -355,93 +282,26 @@ func TestStatusWithoutSchema(t *testing.T) {
 	}
 }
 
-// daemonProc is a running `monitor run`.
-type daemonProc struct {
-	cmd     *exec.Cmd
-	logPath string
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	done    chan struct{}
-	code    int
-}
-
-func (d *daemonProc) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.Write(p)
-}
-
-func (d *daemonProc) stderrText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.String()
-}
-
-// startDaemon starts `monitor run -c path`; the process is killed at cleanup
-// if the test did not stop it.
-func startDaemon(t *testing.T, path, logPath string) *daemonProc {
+// newConfig is testkit.BaseConfig in a fresh directory for dbURL, and the
+// path of its file there (written by cfg.Write).
+func newConfig(t *testing.T, dbURL string) (testkit.Config, string) {
 	t.Helper()
-	return startDaemonBinary(t, monitorBin, path, logPath)
+	dir := t.TempDir()
+	return testkit.BaseConfig(dir, dbURL), filepath.Join(dir, "monitor.yaml")
 }
 
-// startDaemonBinary is startDaemon for another build of the monitor.
-func startDaemonBinary(t *testing.T, bin, path, logPath string) *daemonProc {
+// startDaemon starts `monitor run -c path`, writing its log to logPath; the
+// process is killed at cleanup if the test did not stop it.
+func startDaemon(t *testing.T, path, logPath string) *testkit.Proc {
 	t.Helper()
-	d := &daemonProc{cmd: exec.Command(bin, "run", "-c", path), logPath: logPath, done: make(chan struct{})}
-	d.cmd.Env = cleanEnv()
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			d.code = ee.ExitCode()
-		}
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-	})
-	return d
+	return testkit.StartProc(t, monitorBin, logPath, "run", "-c", path)
 }
 
-// logText is the daemon's log file so far.
-func (d *daemonProc) logText() string {
-	b, _ := os.ReadFile(d.logPath)
-	return string(b)
-}
-
-// waitLog polls the log file until it holds want n times.
-func (d *daemonProc) waitLog(t *testing.T, want string, n int) {
+// stopDaemon stops d with SIGTERM and fails the test unless it exits 0.
+func stopDaemon(t *testing.T, d *testkit.Proc) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout())
-	for time.Now().Before(deadline) {
-		if strings.Count(d.logText(), want) >= n {
-			return
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("monitor exited (code %d) before logging %q:\n%s\nstderr:\n%s", d.code, want, d.logText(), d.stderrText())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("monitor did not log %q %d times within %s:\n%s", want, n, waitTimeout(), d.logText())
-}
-
-// stop sends sig and waits for the exit code.
-func (d *daemonProc) stop(t *testing.T, sig syscall.Signal) int {
-	t.Helper()
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-		return d.code
-	case <-time.After(waitTimeout()):
-		t.Fatalf("monitor did not stop within %s after %v", waitTimeout(), sig)
-		return -1
+	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.Stderr())
 	}
 }
 
@@ -451,17 +311,15 @@ func TestRunStopsGracefully(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			pool := pgtest.Schema(t)
-			dir := t.TempDir()
-			path := filepath.Join(dir, "monitor.yaml")
-			cfg := baseConfig(dir, schemaURL(t, pool))
+			cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 			cfg["databasePassword"] = "hunter2"
-			cfg.write(t, path)
+			cfg.Write(t, path)
 			d := startDaemon(t, path, cfg["logFilePathname"])
-			d.waitLog(t, "monitor started", 1)
-			if code := d.stop(t, sig); code != 0 {
-				t.Fatalf("exit code after %v = %d, want 0; stderr:\n%s", sig, code, d.stderrText())
+			d.WaitLog(t, "monitor started", 1)
+			if code := d.Stop(t, sig); code != 0 {
+				t.Fatalf("exit code after %v = %d, want 0; stderr:\n%s", sig, code, d.Stderr())
 			}
-			log := d.logText()
+			log := d.LogText()
 			for _, want := range []string{" INFO - main - monitor starting", "databasePassword=**********", "monitor stopped"} {
 				if !strings.Contains(log, want) {
 					t.Errorf("log file lacks %q:\n%s", want, log)
@@ -471,8 +329,8 @@ func TestRunStopsGracefully(t *testing.T) {
 				t.Errorf("log file holds the password")
 			}
 			// stderr's default threshold is ERROR: the INFO lines are in the file only.
-			if strings.Contains(d.stderrText(), "INFO") {
-				t.Errorf("INFO lines on stderr at threshold 40:\n%s", d.stderrText())
+			if strings.Contains(d.Stderr(), "INFO") {
+				t.Errorf("INFO lines on stderr at threshold 40:\n%s", d.Stderr())
 			}
 		})
 	}
@@ -480,57 +338,47 @@ func TestRunStopsGracefully(t *testing.T) {
 
 func TestRunRetriesUnreachableDatabase(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, "postgres://nobody@127.0.0.1:1/none")
-	cfg.write(t, path)
+	cfg, path := newConfig(t, "postgres://nobody@127.0.0.1:1/none")
+	cfg.Write(t, path)
 	d := startDaemon(t, path, cfg["logFilePathname"])
-	d.waitLog(t, "database unreachable; retrying", 2)
-	if !strings.Contains(d.stderrText(), "database unreachable") {
-		t.Errorf("the connection failures are not on stderr:\n%s", d.stderrText())
+	d.WaitLog(t, "database unreachable; retrying", 2)
+	if !strings.Contains(d.Stderr(), "database unreachable") {
+		t.Errorf("the connection failures are not on stderr:\n%s", d.Stderr())
 	}
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 }
 
 func TestRunReloadsConfig(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["logFileErrorLoggingLevel"] = "INFO"
-	cfg.write(t, path)
+	cfg.Write(t, path)
 	d := startDaemon(t, path, cfg["logFilePathname"])
-	d.waitLog(t, "monitor started", 1)
+	d.WaitLog(t, "monitor started", 1)
 
 	// An edit of the file alone is picked up: a hot key applies at once, a
 	// restart-only key is reported.
 	cfg["standardLoopDelay"] = "00:00:30"
-	cfg["storageRoot"] = filepath.Join(dir, "elsewhere")
-	cfg.write(t, path)
-	d.waitLog(t, "configuration reloaded applied=standardLoopDelay", 1)
-	d.waitLog(t, "restart the monitor to apply it key=storageRoot", 1)
+	cfg["storageRoot"] = filepath.Join(filepath.Dir(path), "elsewhere")
+	cfg.Write(t, path)
+	d.WaitLog(t, "configuration reloaded applied=standardLoopDelay", 1)
+	d.WaitLog(t, "restart the monitor to apply it key=storageRoot", 1)
 
 	// A broken edit is logged and the running settings stay.
 	if err := os.WriteFile(path, []byte("standardLoopDelay: [not, a, duration]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(t, "configuration not reloaded", 1)
+	d.WaitLog(t, "configuration not reloaded", 1)
 
 	// SIGHUP reloads too; lowering the file threshold to DEBUG shows at once.
 	cfg["logFileErrorLoggingLevel"] = "10"
-	cfg.write(t, path)
-	d.waitLog(t, "applied=logFileErrorLoggingLevel", 1)
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	d.waitLog(t, "SIGHUP received", 1)
-	d.waitLog(t, "DEBUG", 1)
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	cfg.Write(t, path)
+	d.WaitLog(t, "applied=logFileErrorLoggingLevel", 1)
+	d.Signal(t, syscall.SIGHUP)
+	d.WaitLog(t, "SIGHUP received", 1)
+	d.WaitLog(t, "DEBUG", 1)
+	stopDaemon(t, d)
 }
 
 // TestRunQueuesCrashes: `monitor run` queues the pairs already in the inbox
@@ -538,52 +386,25 @@ func TestRunReloadsConfig(t *testing.T) {
 func TestRunQueuesCrashes(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
-	cfg.write(t, path)
-	if _, err := pool.Exec(t.Context(), `INSERT INTO processors (name, startdatetime, lastseendatetime)
-		VALUES ('p1', localtimestamp, localtimestamp), ('p2', localtimestamp, localtimestamp)`); err != nil {
-		t.Fatal(err)
-	}
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg.Write(t, path)
+	testkit.LiveProcessors(t, pool, 2)
 	crashes := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
-	var entries []crashstore.Entry
-	put := func(i int, at time.Time) {
-		id := fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i)
-		e, err := crashes.NewEntry(id, "web1", at, []byte("dump"), []byte("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, e)
-	}
-	for i := range 5 {
-		put(i, time.Now().UTC().Add(-time.Hour))
-	}
-	jobs := func() int {
-		var n int
-		if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	entries := writePairs(t, crashes, 5)
+	jobs := func() int { return testkit.QueryInt(t, pool, "SELECT count(*) FROM jobs") }
 	waitJobs := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(waitTimeout())
-		for jobs() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d jobs, want %d", jobs(), n)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testkit.Poll(t, testkit.WaitTimeout(), func() bool { return jobs() == n }) {
+			t.Fatalf("%d jobs, want %d", jobs(), n)
 		}
 	}
 
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	waitJobs(5)
-	put(5, time.Now().UTC())
+	entries = append(entries, testkit.WritePairs(t, crashes, &testkit.PairOpts{Fresh: true},
+		testkit.Pair{ID: "00000005-49d9-46ae-a42b-fadb42090928"})...)
 	waitJobs(6)
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 	if n := jobs(); n != 6 {
 		t.Errorf("%d jobs after the stop, want 6", n)
 	}
@@ -595,7 +416,7 @@ func TestRunQueuesCrashes(t *testing.T) {
 			t.Errorf("json of %s: %v", e.ID, err)
 		}
 	}
-	if log := d.logText(); !strings.Contains(log, "INFO - scanner - queued crashes") {
+	if log := d.LogText(); !strings.Contains(log, "INFO - scanner - queued crashes") {
 		t.Errorf("no scanner line in the log:\n%s", log)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -26,7 +26,7 @@ import (
 type priorityFixture struct {
 	pool               *pgxpool.Pool
 	path               string
-	cfg                testConfig
+	cfg                testkit.Config
 	standard, deferred *crashstore.Store
 	procs              []int64
 }
@@ -34,41 +34,21 @@ type priorityFixture struct {
 func newPriorityFixture(t *testing.T, processors int) *priorityFixture {
 	t.Helper()
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	f := &priorityFixture{pool: pool, path: filepath.Join(dir, "monitor.yaml"), cfg: baseConfig(dir, schemaURL(t, pool))}
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	f := &priorityFixture{pool: pool, path: path, cfg: cfg}
 	f.cfg["priorityLoopDelay"] = "00:01:00"
-	f.cfg.write(t, f.path)
+	f.cfg.Write(t, f.path)
 	f.standard = crashstore.New(f.cfg["storageRoot"], crashstore.Options{GID: -1})
 	f.deferred = crashstore.New(f.cfg["deferredStorageRoot"], crashstore.Options{GID: -1})
-	for i := range processors {
-		var id int64
-		err := pool.QueryRow(t.Context(), `INSERT INTO processors (name, startdatetime, lastseendatetime)
-			VALUES ($1, localtimestamp, localtimestamp) RETURNING id`, fmt.Sprintf("proc_%d", i)).Scan(&id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(t.Context(), fmt.Sprintf(`CREATE TABLE priority_jobs_%d (uuid varchar(50) NOT NULL PRIMARY KEY)`, id)); err != nil {
-			t.Fatal(err)
-		}
-		f.procs = append(f.procs, id)
-	}
+	f.procs = testkit.LiveProcessors(t, pool, processors)
+	testkit.PriorityTables(t, pool, f.procs...)
 	return f
 }
 
 // put writes a settled pair (files an hour old) into s, submitted at.
 func (f *priorityFixture) put(t *testing.T, s *crashstore.Store, id string, at time.Time) crashstore.Entry {
 	t.Helper()
-	e, err := s.NewEntry(id, "webhead01", at, []byte("dump"), []byte("{}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-time.Hour)
-	for _, p := range []string{e.JSONPath, e.DumpPath} {
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return e
+	return testkit.WritePairs(t, s, nil, testkit.Pair{ID: id, Webhead: "webhead01", At: at})[0]
 }
 
 // told reports whether id has a job with priority 1 or more that is
@@ -112,22 +92,18 @@ func TestRunResolvesPriorityRequests(t *testing.T) {
 	def := f.put(t, f.deferred, defID, time.Date(2008, 12, 25, 5, 0, 0, 0, time.UTC))
 
 	d := startDaemon(t, f.path, f.cfg["logFilePathname"])
-	d.waitLog(t, "listening for priority requests", 1)
-	d.waitLog(t, "priority - priority pass", 2) // the first pass and the one after listening
+	d.WaitLog(t, "listening for priority requests", 1)
+	d.WaitLog(t, "priority - priority pass", 2) // the first pass and the one after listening
 
 	if r := runMonitor(t, "prioritize", "-c", f.path, stdID, defID); r.code != 0 {
 		t.Fatalf("prioritize: code %d, stderr %q", r.code, r.stderr)
 	}
-	deadline := time.Now().Add(waitTimeout()) // well under the minute's delay
-	for !f.told(t, stdID) || !f.told(t, defID) {
-		if time.Now().After(deadline) {
-			t.Fatalf("requests not resolved within %s:\n%s", waitTimeout(), d.logText())
-		}
-		time.Sleep(10 * time.Millisecond)
+	// WaitTimeout is well under the minute's delay.
+	if !testkit.Poll(t, testkit.WaitTimeout(), func() bool { return f.told(t, stdID) && f.told(t, defID) }) {
+		t.Fatalf("requests not resolved within %s:\n%s", testkit.WaitTimeout(), d.LogText())
 	}
-	var left int
-	if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM priorityjobs`).Scan(&left); err != nil || left != 0 {
-		t.Errorf("%d requests left (%v)", left, err)
+	if left := testkit.QueryInt(t, f.pool, `SELECT count(*) FROM priorityjobs`); left != 0 {
+		t.Errorf("%d requests left", left)
 	}
 	if _, err := os.Lstat(def.DateLink); err == nil {
 		t.Errorf("the deferred crash's inbox link remains")
@@ -137,10 +113,8 @@ func TestRunResolvesPriorityRequests(t *testing.T) {
 			t.Errorf("crash file moved or deleted: %v", err)
 		}
 	}
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
-	log := d.logText()
+	stopDaemon(t, d)
+	log := d.LogText()
 	for _, want := range []string{"priority crash queued uuid=" + stdID + " tree=standard", "priority crash queued uuid=" + defID + " tree=deferred"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
@@ -179,21 +153,11 @@ func TestMeasurePriorityLatency(t *testing.T) {
 		deferred = append(deferred, id)
 	}
 
-	d := startDaemonBinary(t, bin, f.path, f.cfg["logFilePathname"])
-	d.waitLog(t, "listening for priority requests", 1)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var jobs int
-		if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM jobs`).Scan(&jobs); err != nil {
-			t.Fatal(err)
-		}
-		if jobs == n/2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the scanner queued %d of %d crashes", jobs, n/2)
-		}
-		time.Sleep(50 * time.Millisecond)
+	d := testkit.StartProc(t, bin, f.cfg["logFilePathname"], "run", "-c", f.path)
+	d.WaitLog(t, "listening for priority requests", 1)
+	jobs := func() int { return testkit.QueryInt(t, f.pool, `SELECT count(*) FROM jobs`) }
+	if !testkit.Poll(t, time.Minute, func() bool { return jobs() == n/2 }) {
+		t.Fatalf("the scanner queued %d of %d crashes", jobs(), n/2)
 	}
 
 	var ids []string
@@ -230,7 +194,5 @@ func TestMeasurePriorityLatency(t *testing.T) {
 			break
 		}
 	}
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 }

@@ -9,13 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // TestRunKilledDuringScan kills `monitor run` with SIGKILL at random moments
@@ -28,26 +27,15 @@ func TestRunKilledDuringScan(t *testing.T) {
 	t.Parallel()
 	const pairs = 12000
 	pool := pgtest.Schema(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "monitor.yaml")
-	cfg := baseConfig(dir, schemaURL(t, pool))
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
 	cfg["processorCheckInTime"] = "01:00:00" // the processors below stay live throughout
-	cfg.write(t, path)
-	if _, err := pool.Exec(t.Context(), `INSERT INTO processors (name, startdatetime, lastseendatetime)
-		SELECT 'p' || i, localtimestamp, localtimestamp FROM generate_series(1, 3) i`); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Write(t, path)
+	testkit.LiveProcessors(t, pool, 3)
 
 	crashes := crashstore.New(cfg["storageRoot"], crashstore.Options{GID: -1})
 	entries := writePairs(t, crashes, pairs)
 
-	jobs := func() int {
-		var n int
-		if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	jobs := func() int { return countJobs(t, pool) }
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	for round := range 4 {
 		before := jobs()
@@ -59,23 +47,14 @@ func TestRunKilledDuringScan(t *testing.T) {
 		// rounds after a random time, so anywhere (start-up, mid-walk,
 		// mid-transaction, mid-removal).
 		target := before + 1 + rng.IntN(pairs-before)
-		until := time.Now().Add(waitTimeout())
+		within := testkit.WaitTimeout()
 		if round%2 == 1 {
 			target = pairs + 1
-			until = time.Now().Add(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			within = time.Duration(rng.IntN(1500)) * time.Millisecond
 		}
 		d := startDaemon(t, path, cfg["logFilePathname"])
-		for jobs() < target && time.Now().Before(until) {
-			select {
-			case <-d.done:
-				t.Fatalf("monitor exited (code %d) during the scan; stderr:\n%s", d.code, d.stderrText())
-			case <-time.After(time.Millisecond):
-			}
-		}
-		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-d.done
+		d.RunUntil(t, within, func() bool { return jobs() >= target })
+		d.Kill(t)
 		t.Logf("round %d: killed with %d of %d jobs queued", round, jobs(), pairs)
 	}
 
@@ -84,34 +63,14 @@ func TestRunKilledDuringScan(t *testing.T) {
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	// Wait for its signal handlers before the SIGTERM below, even when the
 	// killed runs left nothing to do.
-	d.waitLog(t, "monitor started", started+1)
-	deadline := time.Now().Add(3 * waitTimeout())
-	for jobs() < pairs || inboxLinks(t, cfg["storageRoot"]) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restarts: %d jobs (want %d), %d inbox links left",
-				jobs(), pairs, inboxLinks(t, cfg["storageRoot"]))
-		}
-		time.Sleep(20 * time.Millisecond)
+	d.WaitLog(t, "monitor started", started+1)
+	if !testkit.Poll(t, 3*testkit.WaitTimeout(), func() bool { return jobs() >= pairs && inboxLinks(t, cfg["storageRoot"]) == 0 }) {
+		t.Fatalf("after the restarts: %d jobs (want %d), %d inbox links left",
+			jobs(), pairs, inboxLinks(t, cfg["storageRoot"]))
 	}
-	if code := d.stop(t, syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, d.stderrText())
-	}
+	stopDaemon(t, d)
 
-	rows, err := pool.Query(t.Context(), "SELECT uuid FROM jobs ORDER BY uuid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := testkit.QueryColumn[string](t, pool, "SELECT uuid FROM jobs ORDER BY uuid")
 	want := make([]string, 0, len(entries))
 	for _, e := range entries {
 		want = append(want, e.ID)
@@ -142,37 +101,14 @@ func TestRunKilledDuringScan(t *testing.T) {
 // aged past the scanner's settle time.
 func writePairs(t *testing.T, crashes *crashstore.Store, n int) []crashstore.Entry {
 	t.Helper()
-	entries := make([]crashstore.Entry, n)
+	pairs := make([]testkit.Pair, n)
 	start := time.Now().UTC().Add(-time.Hour)
-	old := time.Now().Add(-time.Hour)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := range 4 {
-		wg.Go(func() {
-			for i := w; i < n; i += 4 {
-				id := fmt.Sprintf("%08x-4b1d-4e1f-9a5c-0000%02d%s", i, 2, start.Format("060102"))
-				at := start.Add(time.Duration(i) * time.Hour / time.Duration(n))
-				e, err := crashes.NewEntry(id, fmt.Sprintf("web%d", i%2), at, []byte(id), []byte(id))
-				if err == nil {
-					err = os.Chtimes(e.JSONPath, old, old)
-				}
-				if err == nil {
-					err = os.Chtimes(e.DumpPath, old, old)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				entries[i] = e
-			}
-		})
+	for i := range pairs {
+		id := fmt.Sprintf("%08x-4b1d-4e1f-9a5c-0000%02d%s", i, 2, start.Format("060102"))
+		at := start.Add(time.Duration(i) * time.Hour / time.Duration(n))
+		pairs[i] = testkit.Pair{ID: id, Webhead: fmt.Sprintf("web%d", i%2), At: at, Dump: []byte(id), JSON: []byte(id)}
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		t.Fatal(err)
-	}
-	return entries
+	return testkit.WritePairs(t, crashes, nil, pairs...)
 }
 
 // inboxLinks counts the links left in the date branches of a daily tree.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // TestBenchProbesAndCopy: CopyJobs inserts unstarted jobs owned round-robin;
@@ -20,8 +20,8 @@ func TestBenchProbesAndCopy(t *testing.T) {
 	if hi, err := b.HighestJobID(ctx); err != nil || hi != 0 {
 		t.Fatalf("empty jobs: highest id %d, %v", hi, err)
 	}
-	procs := testfactory.Processors(t, pool, 2, 0)
-	ids := testfactory.CrashIDs("copy", 5)
+	procs := testkit.ProcessorsSeen(t, pool, 2, 0)
+	ids := testkit.CrashIDs("copy", 5)
 	n, err := b.CopyJobs(ctx, ids, procs)
 	if err != nil || n != 5 {
 		t.Fatalf("CopyJobs = %d, %v", n, err)
@@ -32,11 +32,11 @@ func TestBenchProbesAndCopy(t *testing.T) {
 	if hi, err := b.HighestJobID(ctx); err != nil || hi < 5 {
 		t.Errorf("HighestJobID = %d, %v", hi, err)
 	}
-	loads := testfactory.UnfinishedLoads(t, pool)
+	loads := testkit.UnfinishedLoads(t, pool)
 	if loads[procs[0]] != 3 || loads[procs[1]] != 2 {
 		t.Errorf("owners: %v", loads)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE starteddatetime IS NULL AND priority = 0 AND pathname = ''`); n != 5 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE starteddatetime IS NULL AND priority = 0 AND pathname = ''`); n != 5 {
 		t.Errorf("%d plain unstarted jobs, want 5", n)
 	}
 	found, err := b.QueuedAmong(ctx, []string{ids[1], "not-queued", ids[4]})
@@ -66,11 +66,11 @@ func TestBenchClassic(t *testing.T) {
 	pool := pgtest.Schema(t)
 	ctx := t.Context()
 	b := bench.NewDB(pool)
-	live := testfactory.Processor(t, pool, 0)
-	stale := testfactory.Processor(t, pool, 3*time.Hour)
-	testfactory.Jobs(t, pool, live, "live", 3, testfactory.JobQueued)
-	testfactory.Jobs(t, pool, live, "done", 2, testfactory.JobSucceeded)
-	testfactory.Jobs(t, pool, stale, "stale", 4, testfactory.JobQueued)
+	live := testkit.Processor(t, pool, 0)
+	stale := testkit.Processor(t, pool, 3*time.Hour)
+	testkit.NumberedJobs(t, pool, live, "live", 3, testkit.Queued)
+	testkit.NumberedJobs(t, pool, live, "done", 2, testkit.Succeeded)
+	testkit.NumberedJobs(t, pool, stale, "stale", 4, testkit.Queued)
 
 	loads, err := b.ClassicLoads(ctx, time.Hour)
 	if err != nil {
@@ -86,7 +86,7 @@ func TestBenchClassic(t *testing.T) {
 	if err := b.ClassicQueueJob(ctx, "classic-1", live, at); err != nil {
 		t.Fatal(err)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'classic-1' AND owner = $1 AND priority = 0 AND starteddatetime IS NULL`, live); n != 1 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'classic-1' AND owner = $1 AND priority = 0 AND starteddatetime IS NULL`, live); n != 1 {
 		t.Errorf("classic job rows = %d", n)
 	}
 	if err := b.ClassicQueueJob(ctx, "classic-1", stale, at); err == nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/crashmonitor/monitor/internal/dbschema"
 	"github.com/crashmonitor/monitor/internal/pgtest"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -39,7 +39,7 @@ func TestCreateDrop(t *testing.T) {
 	if err := dbschema.Drop(ctx, admin, name); err != nil {
 		t.Fatal(err)
 	}
-	if n := testfactory.Int64(t, admin, `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, name); n != 0 {
+	if n := testkit.QueryInt64(t, admin, `SELECT count(*) FROM pg_namespace WHERE nspname = $1`, name); n != 0 {
 		t.Errorf("schema still there")
 	}
 	if err := dbschema.Drop(ctx, admin, name); err != nil {

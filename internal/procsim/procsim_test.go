@@ -18,34 +18,19 @@ import (
 	"github.com/crashmonitor/monitor/internal/crashgen"
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
 )
 
-// waitTimeout bounds every wait for the processors to do something.
-func waitTimeout() time.Duration {
-	if os.Getenv("CI") == "true" {
-		return 90 * time.Second
-	}
-	return 30 * time.Second
-}
+// waitTimeout bounds every wait for the processors to do something: three
+// times testkit's, for the processors' own timing on a loaded machine.
+func waitTimeout() time.Duration { return 3 * testkit.WaitTimeout() }
 
 // waitFor polls cond until it holds, failing the test at the deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout())
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout(), what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		case <-tick.C:
-		}
-	}
+	testkit.EventuallyWithin(t, waitTimeout(), what, cond)
 }
 
 // testBundle is a schema, a standard and a deferred tree.
@@ -72,13 +57,7 @@ func setup(t *testing.T) *testBundle {
 // generate writes n crashes into store and returns their ids.
 func generate(t *testing.T, store *crashstore.Store, n int) []string {
 	t.Helper()
-	g, err := crashgen.New(crashgen.Options{Count: n, DumpSize: 64, Webheads: []string{"web1", "web2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Write(t.Context(), store); err != nil {
-		t.Fatal(err)
-	}
+	g := testkit.Generate(t, store, crashgen.Options{Count: n, DumpSize: 64, Webheads: []string{"web1", "web2"}})
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = g.ID(i)
@@ -124,11 +103,7 @@ func (r *running) stop(t *testing.T) error {
 // count runs a counting query.
 func (b *testBundle) count(t *testing.T, sql string, args ...any) int64 {
 	t.Helper()
-	var n int64
-	if err := b.pool.QueryRow(context.WithoutCancel(t.Context()), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	return n
+	return int64(testkit.QueryInt(t, b.pool, sql, args...))
 }
 
 // status reads the queue summary.
@@ -162,8 +137,7 @@ func TestEndToEnd(t *testing.T) {
 	slow := b.start(t, procsim.Config{Name: "slow", CheckIn: checkIn, WorkTime: 30 * time.Millisecond,
 		Concurrency: 2, FailRatio: failRatio, Seed: seed})
 	waitFor(t, "two live processors", func() bool {
-		n, err := b.jobs.LiveProcessors(t.Context(), checkIn)
-		return err == nil && n == 2
+		return testkit.CountLive(t, b.pool, checkIn) == 2
 	})
 
 	sc := scanner.New(scanner.Config{

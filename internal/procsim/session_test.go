@@ -12,7 +12,7 @@ import (
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
-	"github.com/crashmonitor/monitor/internal/testfactory"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -46,18 +46,17 @@ func TestProcessorRegister(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "host_1")
-		if n := testfactory.Int64(t, pool, `
+		if n := testkit.QueryInt64(t, pool, `
 SELECT count(*) FROM processors
 WHERE id = $1 AND name = 'host_1' AND startdatetime = lastseendatetime
   AND lastseendatetime BETWEEN localtimestamp - interval '10 seconds' AND localtimestamp`, s.ID()); n != 1 {
 			t.Errorf("no processors row %d named host_1 with startdatetime = lastseendatetime = now()", s.ID())
 		}
-		if !testfactory.HasPriorityTable(t, pool, s.ID()) {
+		if !testkit.HasPriorityTable(t, pool, s.ID()) {
 			t.Errorf("priority_jobs_%d was not created", s.ID())
 		}
-		live, err := queue.NewStore(pool).LiveProcessors(t.Context(), time.Minute)
-		if err != nil || live != 1 {
-			t.Errorf("LiveProcessors = %d, %v; want 1", live, err)
+		if live := testkit.CountLive(t, pool, time.Minute); live != 1 {
+			t.Errorf("live processors = %d; want 1", live)
 		}
 		other := register(t, pool, "host_2")
 		if other.ID() == s.ID() {
@@ -68,39 +67,39 @@ WHERE id = $1 AND name = 'host_1' AND startdatetime = lastseendatetime
 	t.Run("TakesOverItsRowAndResetsItsStartedJobs", func(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
-		old := testfactory.Processor(t, pool, time.Hour)
-		testfactory.Exec(t, pool, `UPDATE processors SET name = 'host_7' WHERE id = $1`, old)
-		other := testfactory.Processor(t, pool, 0)
-		testfactory.PriorityTable(t, pool, old, "waiting")
-		testfactory.Jobs(t, pool, old, "started", 3, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, old, "queued", 2, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, old, "ok", 2, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, old, "ko", 1, testfactory.JobFailed)
-		testfactory.Jobs(t, pool, other, "theirs", 2, testfactory.JobStarted)
-		finished := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`)
+		old := testkit.Processor(t, pool, time.Hour)
+		testkit.Exec(t, pool, `UPDATE processors SET name = 'host_7' WHERE id = $1`, old)
+		other := testkit.Processor(t, pool, 0)
+		testkit.PriorityTableWith(t, pool, old, "waiting")
+		testkit.NumberedJobs(t, pool, old, "started", 3, testkit.Started)
+		testkit.NumberedJobs(t, pool, old, "queued", 2, testkit.Queued)
+		testkit.NumberedJobs(t, pool, old, "ok", 2, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, old, "ko", 1, testkit.Failed)
+		testkit.NumberedJobs(t, pool, other, "theirs", 2, testkit.Started)
+		finished := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`)
 
 		s := register(t, pool, "host_7")
 		if s.ID() != old {
 			t.Fatalf("Register took id %d, want the existing row %d", s.ID(), old)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors`); n != 2 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors`); n != 2 {
 			t.Errorf("%d processors rows, want 2", n)
 		}
-		if n := testfactory.Int64(t, pool, `
+		if n := testkit.QueryInt64(t, pool, `
 SELECT count(*) FROM processors WHERE id = $1 AND startdatetime >= localtimestamp - interval '10 seconds'
   AND lastseendatetime >= localtimestamp - interval '10 seconds'`, old); n != 1 {
 			t.Errorf("the taken-over row's start and last-seen times are not now")
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND success IS NULL AND starteddatetime IS NOT NULL`, old); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND success IS NULL AND starteddatetime IS NOT NULL`, old); n != 0 {
 			t.Errorf("%d of its unfinished jobs still started", n)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 2 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 2 {
 			t.Errorf("another processor's started jobs were reset (%d of 2 still started)", n)
 		}
-		if got := testfactory.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`); !slices.Equal(got, finished) {
+		if got := testkit.SortedStrings(t, pool, `SELECT j::text FROM jobs j WHERE success IS NOT NULL`); !slices.Equal(got, finished) {
 			t.Errorf("finished jobs changed: %v, want %v", got, finished)
 		}
-		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, old)); n != 1 {
+		if n := testkit.QueryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, old)); n != 1 {
 			t.Errorf("the existing priority table lost its rows (%d left)", n)
 		}
 	})
@@ -119,14 +118,14 @@ func TestProcessorHeartbeat(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	s := register(t, pool, "host")
-	testfactory.Exec(t, pool, `UPDATE processors SET lastseendatetime = localtimestamp - interval '1 hour' WHERE id = $1`, s.ID())
+	testkit.Exec(t, pool, `UPDATE processors SET lastseendatetime = localtimestamp - interval '1 hour' WHERE id = $1`, s.ID())
 	if err := s.Heartbeat(t.Context()); err != nil {
 		t.Fatalf("Heartbeat: %v", err)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime >= localtimestamp - interval '10 seconds'`, s.ID()); n != 1 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime >= localtimestamp - interval '10 seconds'`, s.ID()); n != 1 {
 		t.Errorf("Heartbeat did not set lastseendatetime to now()")
 	}
-	testfactory.Exec(t, pool, `DELETE FROM processors WHERE id = $1`, s.ID())
+	testkit.Exec(t, pool, `DELETE FROM processors WHERE id = $1`, s.ID())
 	if err := s.Heartbeat(t.Context()); !errors.Is(err, procsim.ErrProcessorGone) {
 		t.Errorf("Heartbeat of a deleted row = %v, want ErrProcessorGone", err)
 	}
@@ -139,15 +138,15 @@ func TestProcessorClaimJobs(t *testing.T) {
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		other := testfactory.Processor(t, pool, 0)
+		other := testkit.Processor(t, pool, 0)
 		// Ids in the opposite order of the queued times: the queued time
 		// decides.
-		testfactory.Exec(t, pool, `
+		testkit.Exec(t, pool, `
 INSERT INTO jobs (uuid, owner, queueddatetime)
 SELECT 'q' || g, $1, localtimestamp - make_interval(mins => g) FROM generate_series(1, 5) AS g`, s.ID())
-		testfactory.Jobs(t, pool, s.ID(), "started", 2, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, s.ID(), "done", 2, testfactory.JobSucceeded)
-		testfactory.Jobs(t, pool, other, "theirs", 3, testfactory.JobQueued)
+		testkit.NumberedJobs(t, pool, s.ID(), "started", 2, testkit.Started)
+		testkit.NumberedJobs(t, pool, s.ID(), "done", 2, testkit.Succeeded)
+		testkit.NumberedJobs(t, pool, other, "theirs", 3, testkit.Queued)
 
 		c, err := s.ClaimJobs(t.Context(), 3)
 		if err != nil {
@@ -172,11 +171,11 @@ SELECT 'q' || g, $1, localtimestamp - make_interval(mins => g) FROM generate_ser
 		if err != nil || len(c.Jobs)+len(c.SkippedPriority) != 0 {
 			t.Errorf("third claim = %+v, %v; want nothing", c, err)
 		}
-		if n := testfactory.Int64(t, pool, `
+		if n := testkit.QueryInt64(t, pool, `
 SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimestamp - interval '10 seconds'`); n != 5 {
 			t.Errorf("%d of the 5 claimed jobs have starteddatetime = now()", n)
 		}
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 0 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE owner = $1 AND starteddatetime IS NOT NULL`, other); n != 0 {
 			t.Errorf("%d jobs of another processor were claimed", n)
 		}
 	})
@@ -185,13 +184,13 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		other := testfactory.Processor(t, pool, 0)
-		testfactory.Jobs(t, pool, s.ID(), "mine", 3, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, s.ID(), "urgent", 1, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, other, "moved", 1, testfactory.JobQueued)
-		testfactory.Jobs(t, pool, s.ID(), "running", 1, testfactory.JobStarted)
-		testfactory.Jobs(t, pool, s.ID(), "finished", 1, testfactory.JobSucceeded)
-		testfactory.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) VALUES
+		other := testkit.Processor(t, pool, 0)
+		testkit.NumberedJobs(t, pool, s.ID(), "mine", 3, testkit.Queued)
+		testkit.NumberedJobs(t, pool, s.ID(), "urgent", 1, testkit.Queued)
+		testkit.NumberedJobs(t, pool, other, "moved", 1, testkit.Queued)
+		testkit.NumberedJobs(t, pool, s.ID(), "running", 1, testkit.Started)
+		testkit.NumberedJobs(t, pool, s.ID(), "finished", 1, testkit.Succeeded)
+		testkit.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) VALUES
 ('urgent-1'), ('moved-1'), ('running-1'), ('finished-1'), ('missing')`, s.ID()))
 
 		c, err := s.ClaimJobs(t.Context(), 10)
@@ -216,11 +215,11 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		if want := []string{"finished-1", "missing", "running-1"}; !slices.Equal(skipped, want) {
 			t.Errorf("SkippedPriority = %v, want %v", skipped, want)
 		}
-		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 0 {
+		if n := testkit.QueryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 0 {
 			t.Errorf("%d priority rows left, want every row read deleted", n)
 		}
 		// A priority job owned by another processor keeps its owner.
-		if n := testfactory.Int64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'moved-1' AND owner = $1`, other); n != 1 {
+		if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM jobs WHERE uuid = 'moved-1' AND owner = $1`, other); n != 1 {
 			t.Errorf("the claimed priority job changed owner")
 		}
 	})
@@ -229,8 +228,8 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		testfactory.Jobs(t, pool, s.ID(), "p", 5, testfactory.JobQueued)
-		testfactory.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) SELECT 'p-' || g FROM generate_series(1, 5) g`, s.ID()))
+		testkit.NumberedJobs(t, pool, s.ID(), "p", 5, testkit.Queued)
+		testkit.Exec(t, pool, fmt.Sprintf(`INSERT INTO priority_jobs_%d (uuid) SELECT 'p-' || g FROM generate_series(1, 5) g`, s.ID()))
 		c, err := s.ClaimJobs(t.Context(), 2)
 		if err != nil {
 			t.Fatal(err)
@@ -238,7 +237,7 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		if len(c.Jobs) != 2 || !c.Jobs[0].Priority || !c.Jobs[1].Priority {
 			t.Errorf("ClaimJobs(2) = %+v, want 2 priority jobs", c)
 		}
-		if n := testfactory.Int64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 3 {
+		if n := testkit.QueryInt64(t, pool, fmt.Sprintf(`SELECT count(*) FROM priority_jobs_%d`, s.ID())); n != 3 {
 			t.Errorf("%d priority rows left, want 3 (only the rows read are deleted)", n)
 		}
 	})
@@ -247,7 +246,7 @@ SELECT count(*) FROM jobs WHERE uuid LIKE 'q%' AND starteddatetime >= localtimes
 		t.Parallel()
 		pool := pgtest.Schema(t)
 		s := register(t, pool, "me")
-		testfactory.Jobs(t, pool, s.ID(), "j", 300, testfactory.JobQueued)
+		testkit.NumberedJobs(t, pool, s.ID(), "j", 300, testkit.Queued)
 		var mu sync.Mutex
 		seen := map[string]int{}
 		var wg sync.WaitGroup
@@ -286,20 +285,20 @@ func TestProcessorFinishJobs(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	s := register(t, pool, "me")
-	other := testfactory.Processor(t, pool, 0)
-	testfactory.Jobs(t, pool, s.ID(), "j", 4, testfactory.JobQueued)
-	testfactory.Jobs(t, pool, s.ID(), "old", 1, testfactory.JobFailed)
+	other := testkit.Processor(t, pool, 0)
+	testkit.NumberedJobs(t, pool, s.ID(), "j", 4, testkit.Queued)
+	testkit.NumberedJobs(t, pool, s.ID(), "old", 1, testkit.Failed)
 	c, err := s.ClaimJobs(t.Context(), 4)
 	if err != nil || len(c.Jobs) != 4 {
 		t.Fatalf("ClaimJobs = %+v, %v", c, err)
 	}
 	// j-4 moves to another processor before it finishes (a reap).
-	testfactory.Exec(t, pool, `UPDATE jobs SET owner = $1, starteddatetime = NULL WHERE uuid = 'j-4'`, other)
+	testkit.Exec(t, pool, `UPDATE jobs SET owner = $1, starteddatetime = NULL WHERE uuid = 'j-4'`, other)
 	jobID := map[string]int64{}
 	for _, j := range c.Jobs {
 		jobID[j.UUID] = j.ID
 	}
-	oldID := testfactory.Int64(t, pool, `SELECT id FROM jobs WHERE uuid = 'old-1'`)
+	oldID := testkit.QueryInt64(t, pool, `SELECT id FROM jobs WHERE uuid = 'old-1'`)
 
 	done, err := s.FinishJobs(t.Context(), []procsim.JobResult{
 		{ID: jobID["j-1"], Success: true},
@@ -314,7 +313,7 @@ func TestProcessorFinishJobs(t *testing.T) {
 	if want := []int64{jobID["j-1"], jobID["j-2"]}; !slices.Equal(done, want) {
 		t.Errorf("FinishJobs recorded %v, want %v", done, want)
 	}
-	got := testfactory.SortedStrings(t, pool, `
+	got := testkit.SortedStrings(t, pool, `
 SELECT uuid || ' ' || coalesce(success::text, 'null') || ' ' || coalesce(message, 'NULL') || ' ' ||
        (completeddatetime IS NOT NULL AND completeddatetime >= localtimestamp - interval '10 seconds')
 FROM jobs`)
@@ -339,7 +338,7 @@ func TestProcessorCleanStopAndReap(t *testing.T) {
 	store := queue.NewStore(pool)
 	s := register(t, pool, "leaving")
 	stays := register(t, pool, "staying")
-	testfactory.Jobs(t, pool, s.ID(), "j", 3, testfactory.JobQueued)
+	testkit.NumberedJobs(t, pool, s.ID(), "j", 3, testkit.Queued)
 	if _, err := s.ClaimJobs(t.Context(), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -348,10 +347,10 @@ func TestProcessorCleanStopAndReap(t *testing.T) {
 	if err := s.CleanStop(t.Context()); err != nil {
 		t.Fatalf("CleanStop: %v", err)
 	}
-	if n := testfactory.Int64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime = '1999-01-01'`, leaving); n != 1 {
+	if n := testkit.QueryInt64(t, pool, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime = '1999-01-01'`, leaving); n != 1 {
 		t.Errorf("CleanStop did not set lastseendatetime to 1999-01-01")
 	}
-	if testfactory.HasPriorityTable(t, pool, leaving) {
+	if testkit.HasPriorityTable(t, pool, leaving) {
 		t.Errorf("CleanStop left priority_jobs_%d", leaving)
 	}
 	// The monitor's next sweep reaps it and moves its jobs, unstarted.

@@ -1,9 +1,8 @@
-// Package testfactory makes the rows tests need in a real jobs database, as
-// River's testfactory does: processors (live, stale or dead by when they were
-// last seen), jobs in each state, priority tables, and probes of what the
-// tables hold. Times are computed in SQL from the database clock, as
-// processors write them. It is for tests only.
-package testfactory
+package testkit
+
+// Rows for the tests of the SQL layer (queue) and of the tools built on it:
+// processors last seen a given time ago, numbered jobs in each state,
+// priority tables, and probes of what the tables hold.
 
 import (
 	"fmt"
@@ -45,8 +44,8 @@ RETURNING id`
 	return id
 }
 
-// Processors adds n processors last seen ago and returns their ids.
-func Processors(t testing.TB, pool *pgxpool.Pool, n int, ago time.Duration) []int64 {
+// ProcessorsSeen adds n processors last seen ago and returns their ids.
+func ProcessorsSeen(t testing.TB, pool *pgxpool.Pool, n int, ago time.Duration) []int64 {
 	t.Helper()
 	ids := make([]int64, n)
 	for i := range ids {
@@ -55,9 +54,9 @@ func Processors(t testing.TB, pool *pgxpool.Pool, n int, ago time.Duration) []in
 	return ids
 }
 
-// PriorityTable creates priority_jobs_<id> as a registering processor
+// PriorityTableWith creates priority_jobs_<id> as a registering processor
 // does, holding uuids.
-func PriorityTable(t testing.TB, pool *pgxpool.Pool, id int64, uuids ...string) {
+func PriorityTableWith(t testing.TB, pool *pgxpool.Pool, id int64, uuids ...string) {
 	t.Helper()
 	table := pgx.Identifier{fmt.Sprintf("priority_jobs_%d", id)}.Sanitize()
 	ctx := t.Context()
@@ -80,37 +79,29 @@ func HasPriorityTable(t testing.TB, pool *pgxpool.Pool, id int64) bool {
 	return exists
 }
 
-// Job states for Jobs.
-const (
-	JobQueued    = "queued"    // neither started nor finished
-	JobStarted   = "started"   // started an hour ago, unfinished
-	JobSucceeded = "succeeded" // finished, success true
-	JobFailed    = "failed"    // finished, success false, with a message
-)
-
-// Jobs adds n jobs owned by owner in state, queued two hours ago (by the
+// NumberedJobs adds n jobs owned by owner in state, queued two hours ago (by the
 // database clock), with uuids prefix-1 … prefix-n.
-func Jobs(t testing.TB, pool *pgxpool.Pool, owner int64, prefix string, n int, state string) {
+func NumberedJobs(t testing.TB, pool *pgxpool.Pool, owner int64, prefix string, n int, state JobState) {
 	t.Helper()
 	var started, completed, success, message string
 	switch state {
-	case JobQueued:
+	case Queued:
 		started, completed, success, message = "NULL", "NULL", "NULL", "NULL"
-	case JobStarted:
+	case Started:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "NULL", "NULL", "NULL"
-	case JobSucceeded:
+	case Succeeded:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "localtimestamp - interval '30 minutes'", "true", "NULL"
-	case JobFailed:
+	case Failed:
 		started, completed, success, message = "localtimestamp - interval '1 hour'", "localtimestamp - interval '30 minutes'", "false", "'boom'"
 	default:
-		t.Fatalf("Jobs: unknown state %q", state)
+		t.Fatalf("NumberedJobs: unknown state %d", state)
 	}
 	sql := fmt.Sprintf(`
 INSERT INTO jobs (pathname, uuid, owner, priority, queueddatetime, starteddatetime, completeddatetime, success, message)
 SELECT '', $1 || '-' || g, $2, 0, localtimestamp - interval '2 hours', %s, %s, %s, %s
 FROM generate_series(1, $3::int) AS g`, started, completed, success, message)
 	if _, err := pool.Exec(t.Context(), sql, prefix, owner, n); err != nil {
-		t.Fatalf("add %d %s jobs for processor %d: %v", n, state, owner, err)
+		t.Fatalf("add %d jobs (state %d) for processor %d: %v", n, state, owner, err)
 	}
 }
 
@@ -215,8 +206,8 @@ func Exec(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
 	}
 }
 
-// Int64 runs a query returning one integer.
-func Int64(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
+// QueryInt64 runs a query returning one integer.
+func QueryInt64(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
@@ -229,14 +220,15 @@ func Int64(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
 // values sorted.
 func SortedStrings(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) []string {
 	t.Helper()
-	rows, err := pool.Query(t.Context(), sql, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("query %q: %v", sql, err)
-	}
+	out := QueryColumn[string](t, pool, sql, args...)
 	slices.Sort(out)
 	return out
+}
+
+// CountLive returns how many processors are live by checkIn
+// (processorCheckInTime), judged by the monitor's own liveness function.
+func CountLive(t testing.TB, pool *pgxpool.Pool, checkIn time.Duration) int {
+	t.Helper()
+	return QueryInt(t, pool, `SELECT count(*) FROM processors WHERE monitor_processor_state(lastseendatetime, make_interval(secs => $1)) = 'live'`,
+		checkIn.Seconds())
 }
