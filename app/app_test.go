@@ -1,69 +1,25 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
-
-// waitTimeout bounds every wait for the app to do something.
-func waitTimeout() time.Duration {
-	if os.Getenv("CI") == "true" {
-		return 30 * time.Second
-	}
-	return 10 * time.Second
-}
-
-// schemaURL is the test database URL with search_path set to pool's schema,
-// so the app works inside that test's schema.
-func schemaURL(t *testing.T, pool *pgxpool.Pool) string {
-	t.Helper()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatalf("parse test database URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// logBuffer collects the app's log lines; the loops write concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // running is an App whose Run goes on in the background.
 type running struct {
 	app    *App
-	log    *logBuffer
+	log    *testkit.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error // receives Run's result
 }
@@ -101,7 +57,7 @@ func start(t *testing.T, dir string, keys map[string]string) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{log: &logBuffer{}, done: make(chan error, 1)}
+	r := &running{log: &testkit.SyncBuffer{}, done: make(chan error, 1)}
 	logger, err := logging.New(logging.Options{
 		Stderr:          r.log,
 		StderrFormat:    cfg.StderrLineFormatString,
@@ -120,8 +76,8 @@ func start(t *testing.T, dir string, keys map[string]string) *running {
 		cancel()
 		select {
 		case <-r.done:
-		case <-time.After(waitTimeout()):
-			t.Errorf("Run did not return within %s of the end of its context", waitTimeout())
+		case <-time.After(testkit.WaitTimeout()):
+			t.Errorf("Run did not return within %s of the end of its context", testkit.WaitTimeout())
 		}
 	})
 	return r
@@ -131,7 +87,7 @@ func start(t *testing.T, dir string, keys map[string]string) *running {
 // when Run returns first.
 func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout())
+	deadline := time.NewTimer(testkit.WaitTimeout())
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -141,7 +97,7 @@ func (r *running) waitFor(t *testing.T, what string, cond func() bool) {
 			r.done <- err // for stop and the cleanup
 			t.Fatalf("Run returned %v before %s; log:\n%s", err, what, r.log)
 		case <-deadline.C:
-			t.Fatalf("no %s within %s; log:\n%s", what, waitTimeout(), r.log)
+			t.Fatalf("no %s within %s; log:\n%s", what, testkit.WaitTimeout(), r.log)
 		case <-tick.C:
 		}
 	}
@@ -162,8 +118,8 @@ func (r *running) stop(t *testing.T) error {
 	case err := <-r.done:
 		r.done <- err // for the cleanup
 		return err
-	case <-time.After(waitTimeout()):
-		t.Fatalf("Run did not return within %s of the end of its context; log:\n%s", waitTimeout(), r.log)
+	case <-time.After(testkit.WaitTimeout()):
+		t.Fatalf("Run did not return within %s of the end of its context; log:\n%s", testkit.WaitTimeout(), r.log)
 		return nil
 	}
 }
@@ -186,7 +142,7 @@ func TestRunQueuesCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := start(t, dir, map[string]string{"databaseURL": schemaURL(t, pool)})
+	r := start(t, dir, map[string]string{"databaseURL": testkit.SchemaURL(t, pool)})
 	r.waitFor(t, "jobs row for "+id, func() bool {
 		var n int
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE uuid = $1", id).Scan(&n); err != nil {
@@ -230,14 +186,14 @@ func TestRunStopsWhileConnecting(t *testing.T) {
 func TestRunRefusesMissingSchema(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.EmptySchema(t)
-	r := start(t, t.TempDir(), map[string]string{"databaseURL": schemaURL(t, pool)})
+	r := start(t, t.TempDir(), map[string]string{"databaseURL": testkit.SchemaURL(t, pool)})
 	select {
 	case err := <-r.done:
 		r.done <- err // for the cleanup
 		if err == nil || !strings.Contains(err.Error(), "monitor migrate") {
 			t.Fatalf("Run = %v, want an error saying to run monitor migrate", err)
 		}
-	case <-time.After(waitTimeout()):
-		t.Fatalf("Run still running %s after meeting an empty database; log:\n%s", waitTimeout(), r.log)
+	case <-time.After(testkit.WaitTimeout()):
+		t.Fatalf("Run still running %s after meeting an empty database; log:\n%s", testkit.WaitTimeout(), r.log)
 	}
 }

@@ -27,14 +27,9 @@ import (
 	"github.com/crashmonitor/monitor/figures"
 )
 
-// Timeouts of the server: slow or stuck clients cannot hold connections.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 5 * time.Second
-)
+// shutdownTimeout bounds the graceful stop: requests in flight get that
+// long to finish.
+const shutdownTimeout = 5 * time.Second
 
 // Options is what the server shows.
 type Options struct {
@@ -102,12 +97,14 @@ func Listen(addr string) (net.Listener, error) {
 // Serve serves HTTP on ln until ctx is done, then stops gracefully (requests
 // in flight get a few seconds to finish). It returns nil after a stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Slow or stuck clients cannot hold connections: every phase of a
+	// request is bounded (a page or a scrape is written well within them).
 	srv := &http.Server{
 		Handler:           s.mux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
