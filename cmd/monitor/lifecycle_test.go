@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
 	"github.com/crashmonitor/monitor/internal/testkit"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestLifeCycle runs a whole life cycle through `monitor run` with two
@@ -93,6 +95,7 @@ func TestLifeCycle(t *testing.T) {
 	waitUntil("the dead processor reaped", func() bool {
 		return count("SELECT count(*) FROM processors") == 1
 	})
+	checkLifeCycleEndpoints(t, d.HTTPAddr(t), path, pairs)
 	stopDaemon(t, d)
 
 	ids := []string{wanted}
@@ -149,4 +152,83 @@ func pairFiles(t *testing.T, root, part string) int {
 		}
 	}
 	return n
+}
+
+// checkLifeCycleEndpoints checks every endpoint and metric of the HTTP
+// server at the end of TestLifeCycle: pairs crashes queued by the scanner,
+// one by the priority loop, all processed and archived, one processor
+// reaped, the other live with nothing pending.
+func checkLifeCycleEndpoints(t *testing.T, addr, configPath string, pairs int) {
+	t.Helper()
+	base := "http://" + addr
+	for path, want := range map[string]string{"/healthz": "ok", "/-/healthy": "ok", "/readyz": "active", "/-/ready": "active"} {
+		if code, body := get(t, base+path); code != http.StatusOK || strings.TrimSpace(body) != want {
+			t.Errorf("%s = %d %q, want 200 %q", path, code, body, want)
+		}
+	}
+	// The gauges come from a read at most a second old: wait for the one
+	// after the last change.
+	var fams map[string]*dto.MetricFamily
+	testkit.Eventually(t, "the gauges to show the final state", func() bool {
+		fams = scrape(t, addr)
+		v, ok := metricValue(fams, "monitor_processors", "state=dead")
+		live, _ := metricValue(fams, "monitor_processors", "state=live")
+		return ok && v == 0 && live == 1
+	})
+	total := float64(pairs + 1)
+	checkMetrics(t, fams, []wantMetric{
+		{name: "monitor_jobs", labels: []string{"state=queued"}},
+		{name: "monitor_jobs", labels: []string{"state=started"}},
+		{name: "monitor_jobs", labels: []string{"state=succeeded"}},
+		{name: "monitor_jobs", labels: []string{"state=failed"}},
+		{name: "monitor_processors", labels: []string{"state=live"}, value: 1},
+		{name: "monitor_processors", labels: []string{"state=stale"}},
+		{name: "monitor_processors", labels: []string{"state=dead"}},
+		{name: "monitor_processor_pending_jobs", labels: []string{"processor=sim-a"}},
+		{name: "monitor_oldest_queued_job_age_seconds"},
+		{name: "monitor_priority_requests_pending"},
+		{name: "monitor_inbox_pairs", labels: []string{"state=complete"}},
+		{name: "monitor_inbox_pairs", labels: []string{"state=incomplete"}},
+		{name: "monitor_queued_total", labels: []string{"loop=scanner"}, value: float64(pairs)},
+		{name: "monitor_queued_total", labels: []string{"loop=priority"}, value: 1},
+		{name: "monitor_cleaned_total", labels: []string{"outcome=archived"}, value: total},
+		{name: "monitor_cleaned_total", labels: []string{"outcome=deleted"}},
+		{name: "monitor_cleaned_total", labels: []string{"outcome=missing"}},
+		{name: "monitor_cleaned_total", labels: []string{"outcome=failed"}},
+		{name: "monitor_processors_reaped_total", value: 1},
+		{name: "monitor_jobs_moved_total", atLeast: true}, // whatever the dead one held
+		{name: "monitor_pass_duration_seconds", labels: []string{"loop=scanner"}, value: 1, atLeast: true},
+		{name: "monitor_pass_duration_seconds", labels: []string{"loop=priority"}, value: 1, atLeast: true},
+		{name: "monitor_pass_duration_seconds", labels: []string{"loop=cleanup"}, value: 1, atLeast: true},
+		{name: "monitor_pass_errors_total", labels: []string{"loop=scanner"}},
+		{name: "monitor_pass_errors_total", labels: []string{"loop=priority"}},
+		{name: "monitor_pass_errors_total", labels: []string{"loop=cleanup"}},
+		{name: "monitor_arrival_latency_seconds", value: float64(pairs)},
+		{name: "monitor_priority_latency_seconds", value: 1, atLeast: true},
+		{name: "monitor_job_turnaround_seconds", labels: []string{"outcome=succeeded"}, value: 1, atLeast: true},
+		{name: "monitor_job_turnaround_seconds", labels: []string{"outcome=failed"}, value: 1, atLeast: true},
+		{name: "monitor_active", value: 1},
+		{name: "monitor_build_info", value: 1},
+		{name: "go_goroutines", value: 1, atLeast: true},
+		{name: "process_resident_memory_bytes", value: 1, atLeast: true},
+	})
+	ok, _ := metricValue(fams, "monitor_job_turnaround_seconds", "outcome=succeeded")
+	ko, _ := metricValue(fams, "monitor_job_turnaround_seconds", "outcome=failed")
+	if ok+ko != total {
+		t.Errorf("job turnarounds observed: %v succeeded + %v failed, want %v", ok, ko, total)
+	}
+	rep := checkStatusAgrees(t, addr, configPath)
+	if len(rep.Processors) != 1 || rep.Processors[0].Name != "sim-a" || rep.Processors[0].State != "live" {
+		t.Errorf("/api/status processors: %+v", rep.Processors)
+	}
+	var queued int64
+	for _, m := range rep.Daemon.Throughput {
+		queued += m.Queued
+	}
+	if queued != int64(total) {
+		t.Errorf("/api/status throughput: %d queued in the last hour, want %v", queued, total)
+	}
+	if code, body := get(t, base+"/"); code != http.StatusOK || !strings.Contains(body, "sim-a") {
+		t.Errorf("status page: %d, sim-a shown: %v", code, strings.Contains(body, "sim-a"))
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -175,4 +176,34 @@ func lastLines(s string, n int) string {
 		return ""
 	}
 	return out + "\n"
+}
+
+// httpAddr waits until the monitor's log says where it serves HTTP and
+// returns that address.
+func (m *monitorProc) httpAddr(ctx context.Context, timeout time.Duration) (string, error) {
+	var addr string
+	err := waitFor(ctx, m, 10*time.Millisecond, timeout, "the HTTP server", func() (bool, error) {
+		data, err := os.ReadFile(m.logPath)
+		if err != nil {
+			return false, nil
+		}
+		addr = servingAddress(string(data))
+		return addr != "", nil
+	})
+	return addr, err
+}
+
+// servingAddress finds the address in the monitor's "serving HTTP
+// address=..." log line; "" when there is none yet.
+func servingAddress(log string) string {
+	const mark = "serving HTTP address="
+	i := strings.Index(log, mark)
+	if i < 0 {
+		return ""
+	}
+	rest := log[i+len(mark):]
+	if j := strings.IndexAny(rest, " \n\""); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"time"
 
+	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/crashgen"
 )
@@ -50,25 +53,86 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 		h.figures[figWalk] = f
 		h.step("walk: %s links in %s", formatInt(int64(n)), formatDuration(took))
 	}
-	if !h.opts.runs("drain") {
+	if h.opts.runs("drain") {
+		d, err := h.drain(ctx, dir, root, store, n, false)
+		if err != nil {
+			return err
+		}
+		f := rateFigure(figDrain, fmt.Sprintf("backlog drain, monitor run (%s pairs)", formatInt(int64(n))), n, d.took)
+		f.Note = fmt.Sprintf("%s from exec to the last job and an empty inbox; %d live processors", formatDuration(d.took), liveProcessors)
+		h.figures[figDrain] = f
+		mib := float64(d.peak) / (1 << 20)
+		h.figures[figMemory] = Figure{
+			Name:    figMemory,
+			Label:   fmt.Sprintf("monitor peak memory, drain of %s (VmHWM)", formatInt(int64(n))),
+			Value:   mib,
+			Unit:    "MiB",
+			Shown:   fmt.Sprintf("%.1f MiB", mib),
+			Details: map[string]float64{"bytes": float64(d.peak), "pairs": float64(n)},
+		}.judged(atMost(100, "≤ 100 MiB"))
+		h.step("drain: %s pairs in %s; peak memory %.1f MiB", formatInt(int64(n)), formatDuration(d.took), mib)
+	}
+	if !h.opts.runs("scraped") {
 		return nil
 	}
-
-	db, err := h.newDB(ctx)
+	// The same backlog again, drained while a Prometheus scrapes /metrics
+	// ten times a second.
+	h.removeTree(root)
+	if store, err = h.generate(ctx, "scraped", root, g); err != nil {
+		return err
+	}
+	d, err := h.drain(ctx, dir, root, store, n, true)
 	if err != nil {
 		return err
 	}
+	f := rateFigure(figScraped, fmt.Sprintf("backlog drain, /metrics scraped 10×/s (%s pairs)", formatInt(int64(n))), n, d.took)
+	f.Note = fmt.Sprintf("%s; %d scrapes, slowest %s", formatDuration(d.took), d.scrapes, formatDuration(d.slowestScrape))
+	f.Details["scrapes"] = float64(d.scrapes)
+	h.figures[figScraped] = f
+	h.step("scraped: %s pairs in %s with %d scrapes", formatInt(int64(n)), formatDuration(d.took), d.scrapes)
+	return nil
+}
+
+// drained is what one drain measured.
+type drained struct {
+	took          time.Duration
+	peak          int64 // VmHWM, bytes
+	scrapes       int
+	slowestScrape time.Duration
+}
+
+// scrapeEvery is how often the scraped drain asks for /metrics.
+const scrapeEvery = 100 * time.Millisecond
+
+// drain times `monitor run` draining the n pairs of store (its tree at root
+// in dir) into a fresh schema with live processors, from the exec to every
+// pair's jobs row and an empty inbox; with scrape, /metrics is fetched
+// every scrapeEvery meanwhile.
+func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore.Store, n int, scrape bool) (drained, error) {
+	var d drained
+	db, err := h.newDB(ctx)
+	if err != nil {
+		return d, err
+	}
 	defer db.close()
 	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
-		return err
+		return d, err
 	}
 	h.step("drain: monitor run on %s pairs", formatInt(int64(n)))
 	began := time.Now()
 	m, err := h.startMonitor(dir, db.monitorConfig(dir, root))
 	if err != nil {
-		return err
+		return d, err
 	}
 	defer m.kill()
+	stopScraping := func() error { return nil }
+	if scrape {
+		addr, err := m.httpAddr(ctx, startTimeout)
+		if err != nil {
+			return d, err
+		}
+		stopScraping = scrapeMetrics(ctx, "http://"+addr+"/metrics", &d)
+	}
 	timeout := time.Minute + time.Duration(n/drainMinRate)*time.Second
 	err = waitFor(ctx, m, drainPoll, timeout, fmt.Sprintf("%d jobs", n), func() (bool, error) {
 		// The highest id is one index lookup; count only when it is there.
@@ -83,38 +147,75 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 		return c == int64(n), err
 	})
 	if err != nil {
-		return err
+		return d, errors.Join(err, stopScraping())
 	}
 	// The links of the last batch go right after its commit.
 	err = waitFor(ctx, m, drainPoll, time.Minute, "an empty inbox", func() (bool, error) {
 		left, err := countInbox(ctx, store)
 		return left == 0, err
 	})
-	if err != nil {
-		return err
+	d.took = time.Since(began)
+	if err := errors.Join(err, stopScraping()); err != nil {
+		return d, err
 	}
-	took := time.Since(began)
-	peak, err := m.peakRSS()
-	if err != nil {
-		return err
+	if d.peak, err = m.peakRSS(); err != nil {
+		return d, err
 	}
-	if err := m.stop(); err != nil {
-		return err
-	}
+	return d, m.stop()
+}
 
-	f := rateFigure(figDrain, fmt.Sprintf("backlog drain, monitor run (%s pairs)", formatInt(int64(n))), n, took)
-	f.Note = fmt.Sprintf("%s from exec to the last job and an empty inbox; %d live processors", formatDuration(took), liveProcessors)
-	h.figures[figDrain] = f
-	mib := float64(peak) / (1 << 20)
-	h.figures[figMemory] = Figure{
-		Name:    figMemory,
-		Label:   fmt.Sprintf("monitor peak memory, drain of %s (VmHWM)", formatInt(int64(n))),
-		Value:   mib,
-		Unit:    "MiB",
-		Shown:   fmt.Sprintf("%.1f MiB", mib),
-		Details: map[string]float64{"bytes": float64(peak), "pairs": float64(n)},
-	}.judged(atMost(100, "≤ 100 MiB"))
-	h.step("drain: %s pairs in %s; peak memory %.1f MiB", formatInt(int64(n)), formatDuration(took), mib)
+// scrapeMetrics fetches url every scrapeEvery until the returned stop is
+// called, counting the scrapes and the slowest into d; stop returns the
+// first failed scrape's error.
+func scrapeMetrics(ctx context.Context, url string, d *drained) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(scrapeEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				done <- nil
+				return
+			case <-tick.C:
+			}
+			began := time.Now()
+			if err := fetch(ctx, url); err != nil {
+				if ctx.Err() != nil {
+					done <- nil
+				} else {
+					done <- fmt.Errorf("scrape %s: %w", url, err)
+				}
+				return
+			}
+			d.scrapes++
+			d.slowestScrape = max(d.slowestScrape, time.Since(began))
+		}
+	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// fetch GETs url and reads the whole answer, which must be 200.
+func fetch(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
 	return nil
 }
 

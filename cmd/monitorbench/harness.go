@@ -147,7 +147,7 @@ func monitorVersion(bin string) string {
 func (h *harness) runScenarios(ctx context.Context) error {
 	s := h.opts.sizes
 	var drainGen *crashgen.Generator
-	if h.opts.runs("drain") || h.opts.runs("walk") || h.opts.runs("copy") {
+	if h.opts.runs("drain") || h.opts.runs("walk") || h.opts.runs("copy") || h.opts.runs("scraped") {
 		var err error
 		drainGen, err = h.backlogGenerator(s.drain, 1)
 		if err != nil {
@@ -168,7 +168,7 @@ func (h *harness) runScenarios(ctx context.Context) error {
 	}
 	for _, st := range steps {
 		if st.name == "drain" {
-			if !h.opts.runs("drain") && !h.opts.runs("walk") {
+			if !h.opts.runs("drain") && !h.opts.runs("walk") && !h.opts.runs("scraped") {
 				continue
 			}
 		} else if !h.opts.runs(st.name) {

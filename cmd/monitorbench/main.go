@@ -44,7 +44,7 @@ const (
 )
 
 // scenarios are the names -only takes, in the order they run.
-var scenarios = []string{"drain", "walk", "copy", "classic", "arrival", "priority", "cleanup", "deadmove"}
+var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "deadmove"}
 
 // sizes are a run's scenario sizes.
 type sizes struct {

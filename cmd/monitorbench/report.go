@@ -309,6 +309,8 @@ const (
 	figCopy         = "copy"
 	figWalk         = "walk"
 	figMemory       = "memory"
+	figScraped      = "scraped"
+	figScrapedRatio = "scraped_vs_drain"
 	figArrival      = "arrival"
 	figPriority     = "priority"
 	figCleanup      = "cleanup"
@@ -316,7 +318,7 @@ const (
 )
 
 var tableOrder = []string{
-	figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figWalk, figMemory,
+	figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figWalk, figMemory, figScraped, figScrapedRatio,
 	figArrival, figPriority, figCleanup, figDeadMove,
 }
 
@@ -324,6 +326,9 @@ var tableOrder = []string{
 var (
 	drainVsClassic = atLeast(20, "≥ 20×")
 	drainVsCopy    = atLeast(50, "≥ 50%")
+	// scrapedVsDrain: scraping /metrics ten times a second must not change
+	// the drain (within this machine's run-to-run noise).
+	scrapedVsDrain = atLeast(90, "≥ 90%")
 )
 
 // assemble orders the measured figures for the table and adds the drain's
@@ -363,6 +368,13 @@ func assemble(figs map[string]Figure) []Figure {
 			drain.Note = strings.TrimPrefix(drain.Note+"; no ratio: run classic and copy too", "; ")
 		}
 		all[figDrain] = drain
+	}
+	if sc, ok := all[figScraped]; ok {
+		if d, ok := all[figDrain]; ok && d.Value > 0 {
+			r := 100 * sc.Value / d.Value
+			all[figScrapedRatio] = Figure{Name: figScrapedRatio, Label: "  scraped ÷ unscraped drain", Value: r, Unit: "%",
+				Shown: strconvRatio(r) + "%"}.judged(scrapedVsDrain)
+		}
 	}
 	var out []Figure
 	for _, name := range tableOrder {

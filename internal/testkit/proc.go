@@ -149,3 +149,18 @@ func (p *Proc) exited() bool {
 		return false
 	}
 }
+
+// HTTPAddr waits until the monitor's log says where it serves HTTP
+// (httpListenAddress "127.0.0.1:0" picks a free port) and returns that
+// address.
+func (p *Proc) HTTPAddr(t testing.TB) string {
+	t.Helper()
+	const mark = "serving HTTP address="
+	p.WaitLog(t, mark, 1)
+	log := p.LogText()
+	rest := log[strings.Index(log, mark)+len(mark):]
+	if i := strings.IndexAny(rest, " \n\""); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
