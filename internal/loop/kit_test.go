@@ -1,9 +1,12 @@
 package loop
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -98,4 +101,31 @@ func TestPassAdapter(t *testing.T) {
 	if err := pass(t.Context()); err != nil || calls != 1 {
 		t.Errorf("Pass: %v, %d calls", err, calls)
 	}
+}
+
+func TestProgress(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&buf, nil))
+		p := NewProgress(logger, "queuing a backlog")
+		p.Update(t.Context(), 100)
+		time.Sleep(5 * time.Second)
+		p.Update(t.Context(), 500)
+		if buf.Len() != 0 {
+			t.Fatalf("a progress line before 10 s: %s", buf.String())
+		}
+		time.Sleep(5 * time.Second)
+		p.Update(t.Context(), 1000)
+		line := buf.String()
+		if !strings.Contains(line, "queuing a backlog") || !strings.Contains(line, "done=1000") || !strings.Contains(line, "per_second=100") {
+			t.Errorf("progress line %q", line)
+		}
+		buf.Reset()
+		time.Sleep(9 * time.Second)
+		p.Update(t.Context(), 1500)
+		if buf.Len() != 0 {
+			t.Errorf("a second line within 10 s of the first: %s", buf.String())
+		}
+	})
 }
