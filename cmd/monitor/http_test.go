@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -260,5 +261,28 @@ func TestHealthzStuckLoop(t *testing.T) {
 	})
 	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
+	}
+}
+
+// TestPortTaken: a port already in use stops the start with exit 1, naming
+// the address, before the database is tried.
+func TestPortTaken(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	cfg := testkit.BaseConfig(dir, "postgres://nobody@127.0.0.1:1/none?sslmode=disable")
+	cfg["httpListenAddress"] = ln.Addr().String()
+	cfg.Write(t, path)
+	r := runMonitor(t, "run", "-c", path)
+	if r.code != exitFailure || !strings.Contains(r.stderr, ln.Addr().String()) {
+		t.Errorf("run with its port taken: code %d, stderr %q; want 1 naming %s", r.code, r.stderr, ln.Addr())
+	}
+	if strings.Contains(r.stderr, "database unreachable") {
+		t.Errorf("the database was tried before the port: %s", r.stderr)
 	}
 }
