@@ -83,9 +83,9 @@ func sdNotify(state string) error {
 	return err
 }
 
-// start runs the notifier's pings and refreshes until ctx is done (then it
-// sends STOPPING=1) or the returned function is called, which waits for
-// them to end.
+// start runs the notifier's pings and refreshes until ctx is done or the
+// returned function is called, which waits for them to end; either way
+// STOPPING=1 is then sent, unless it was already.
 func (n *notifier) start(ctx context.Context) (stop func()) {
 	if !n.enabled {
 		return func() {}
