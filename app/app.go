@@ -45,6 +45,8 @@ type App struct {
 	// figures are the daemon's figures, which its loops feed and its HTTP
 	// server shows.
 	figures *figures.Figures
+	// notify tells a service manager what the daemon does.
+	notify *notifier
 }
 
 // New returns the daemon for cfg, logging to logger. It starts nothing; the
@@ -56,6 +58,7 @@ func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
 		Version: opts.Version,
 		CheckIn: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 	})
+	a.notify = newNotifier(logger.Logger, a.figures)
 	return a
 }
 
@@ -88,6 +91,8 @@ func (a *App) Run(ctx context.Context) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w)
 	}
+	stopNotify := a.notify.start(ctx)
+	defer stopNotify()
 
 	// The HTTP server comes first: it answers (not ready) while the
 	// database is out of reach, and a port already taken stops the start.
@@ -136,8 +141,10 @@ func (a *App) Run(ctx context.Context) error {
 	a.figures.SetActive(true)
 	a.figures.Event(figures.EventLifecycle, "monitor started")
 	log.Info("monitor started")
+	a.notify.ready()
 
 	<-gctx.Done()
+	a.notify.stopping()
 	a.figures.SetActive(false)
 	if ctx.Err() != nil {
 		log.Info("monitor stopping", "timeout", shutdownTimeout)

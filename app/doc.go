@@ -6,6 +6,12 @@
 // waiting at most 15 seconds. [App.Reload] re-reads the configuration file,
 // as an edit of the file does.
 //
+// Under a service manager (NOTIFY_SOCKET set, as systemd does for
+// Type=notify) the App says what it does through the notify protocol:
+// READY=1 once its loops run, STATUS= lines, RELOADING=1 and READY=1 around
+// each reload, STOPPING=1, and WATCHDOG=1 pings (when WATCHDOG_USEC is set)
+// only while every loop makes progress. Without it nothing is sent.
+//
 // Signals, flags and exit codes are the caller's: cmd/monitor turns SIGTERM
 // and SIGINT into the end of Run's context and SIGHUP into Reload, and
 // end-to-end tests run an App in-process. [OpenPool] and [ConnectOnce] serve

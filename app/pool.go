@@ -73,6 +73,7 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.notify.setStatus("connecting to the database")
 	backoff := loop.Backoff{Min: time.Second, Max: connectBackoffMax}
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -94,6 +95,7 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 		}
 		wait := backoff.Delay(attempt)
 		a.logger.Error("database unreachable; retrying", "error", err, "attempt", attempt, "retry_in", wait)
+		a.notify.setStatus(fmt.Sprintf("database unreachable, retrying in %s (attempt %d)", wait, attempt))
 		if !loop.Sleep(ctx, wait) {
 			pool.Close()
 			return nil, ctx.Err()

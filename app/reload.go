@@ -18,6 +18,8 @@ func (a *App) watchConfig(ctx context.Context) error {
 // once, the others are reported as needing a restart, and a broken file
 // keeps the running settings.
 func (a *App) reload(next *config.Config, err error) {
+	a.notify.reloading()
+	defer a.notify.reloaded()
 	a.logger.Debug("configuration file read", "path", a.opts.ConfigPath)
 	if err != nil {
 		a.logger.Error("configuration not reloaded; the running settings stay", "error", err)
