@@ -15,25 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crashmonitor/monitor/figures"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
-
-// fakeClock is the figures' clock in the notifier tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // sent records what a notifier sends; fail makes the sends fail.
 type sent struct {
@@ -63,9 +46,9 @@ func (s *sent) take() []string {
 
 // testNotifier is an enabled notifier that records its messages, on
 // figures with a fake clock, logging DEBUG and up to the returned buffer.
-func testNotifier() (*notifier, *sent, *fakeClock, *logBuffer) {
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	log := &logBuffer{}
+func testNotifier() (*notifier, *sent, *testkit.Clock, *testkit.SyncBuffer) {
+	clock := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	log := &testkit.SyncBuffer{}
 	rec := &sent{}
 	n := &notifier{
 		logger:   slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -248,12 +231,12 @@ func TestNotifierSocket(t *testing.T) {
 	defer stop()
 
 	for range 3 {
-		if m := receive(t, conn, waitTimeout()); m != "WATCHDOG=1" {
+		if m := receive(t, conn, testkit.WaitTimeout()); m != "WATCHDOG=1" {
 			t.Fatalf("got %q, want WATCHDOG=1", m)
 		}
 	}
 	n.ready()
-	for m := receive(t, conn, waitTimeout()); !strings.HasPrefix(m, "READY=1\n"); m = receive(t, conn, waitTimeout()) {
+	for m := receive(t, conn, testkit.WaitTimeout()); !strings.HasPrefix(m, "READY=1\n"); m = receive(t, conn, testkit.WaitTimeout()) {
 		if m != "WATCHDOG=1" {
 			t.Fatalf("got %q, want READY=1", m)
 		}
@@ -262,9 +245,9 @@ func TestNotifierSocket(t *testing.T) {
 	before := monotonic(t)
 	n.reloading()
 	after := monotonic(t)
-	m := receive(t, conn, waitTimeout())
+	m := receive(t, conn, testkit.WaitTimeout())
 	for m == "WATCHDOG=1" {
-		m = receive(t, conn, waitTimeout())
+		m = receive(t, conn, testkit.WaitTimeout())
 	}
 	fields := strings.Split(m, "\n")
 	if fields[0] != "RELOADING=1" || !strings.HasPrefix(fields[1], "MONOTONIC_USEC=") {
@@ -276,7 +259,7 @@ func TestNotifierSocket(t *testing.T) {
 	}
 
 	cancel()
-	for m := receive(t, conn, waitTimeout()); m != "STOPPING=1\nSTATUS=stopping"; m = receive(t, conn, waitTimeout()) {
+	for m := receive(t, conn, testkit.WaitTimeout()); m != "STOPPING=1\nSTATUS=stopping"; m = receive(t, conn, testkit.WaitTimeout()) {
 		if m != "WATCHDOG=1" {
 			t.Fatalf("got %q, want STOPPING=1", m)
 		}

@@ -28,24 +28,6 @@ func (c *countingReader) Status(ctx context.Context, checkIn time.Duration) (que
 	return c.store.Status(ctx, checkIn)
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestDatabaseReadAtMostOnceASecond: however many readers scrape, the
 // database is read at most once per MinRead, and the gauges match it.
 func TestDatabaseReadAtMostOnceASecond(t *testing.T) {
@@ -59,7 +41,7 @@ func TestDatabaseReadAtMostOnceASecond(t *testing.T) {
 	testkit.NumberedJobs(t, pool, dead, "ko", 1, testkit.Failed)
 	testkit.Exec(t, pool, `INSERT INTO priorityjobs (uuid) VALUES ('a'), ('b')`)
 
-	clk := &clock{now: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	db := &countingReader{store: queue.NewStore(pool)}
 	f := figures.New(figures.Options{DB: db, Version: "v-test", Now: clk.Now, CheckIn: func() time.Duration { return time.Minute }})
 	reg := prometheus.NewRegistry()
@@ -151,7 +133,7 @@ func TestSeriesFromTheFirstScrape(t *testing.T) {
 // the report.
 func TestFeeds(t *testing.T) {
 	t.Parallel()
-	clk := &clock{now: time.Date(2026, 12, 4, 10, 0, 30, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 12, 4, 10, 0, 30, 0, time.UTC))
 	f := figures.New(figures.Options{Version: "v", Now: clk.Now})
 	reg := prometheus.NewRegistry()
 	if err := f.Register(reg); err != nil {
@@ -223,7 +205,7 @@ monitor_active 1
 // its delay plus a minute is stuck; a waiting loop never is.
 func TestHealth(t *testing.T) {
 	t.Parallel()
-	clk := &clock{now: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	f := figures.New(figures.Options{Now: clk.Now})
 	if ok, _ := f.Health(); !ok {
 		t.Error("unhealthy before any loop ran")

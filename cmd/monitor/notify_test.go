@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,19 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 )
 
 // notifyWatchdog is the watchdog timeout the test gives the daemon: it must
 // ping every half of it.
 const notifyWatchdog = 2 * time.Second
-
-// notifyWait bounds every wait for a message or the exit.
-func notifyWait() time.Duration {
-	if os.Getenv("CI") == "true" {
-		return 30 * time.Second
-	}
-	return 10 * time.Second
-}
 
 // notifyMsg is one datagram the daemon sent, with when it arrived.
 type notifyMsg struct {
@@ -52,36 +40,11 @@ func (m notifyMsg) fields() map[string]string {
 // notifyDaemon is `monitor run` under a fake service manager: a datagram
 // socket that NOTIFY_SOCKET names.
 type notifyDaemon struct {
-	t       *testing.T
-	conn    *net.UnixConn
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	code    int
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	seen    []string // every message read, for failure reports
-}
-
-func (d *notifyDaemon) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.stderr.Write(p)
-}
-
-// notifySchemaURL is the test database URL on a migrated schema of the
-// test's own.
-func notifySchemaURL(t *testing.T) string {
-	t.Helper()
-	pool := pgtest.Schema(t)
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
-	u.RawQuery = q.Encode()
-	return u.String()
+	t    *testing.T
+	conn *net.UnixConn
+	proc *testkit.Proc
+	mu   sync.Mutex
+	seen []string // every message read, for failure reports
 }
 
 // startNotifyDaemon writes a configuration on the database at dbURL and
@@ -89,22 +52,9 @@ func notifySchemaURL(t *testing.T) string {
 func startNotifyDaemon(t *testing.T, dbURL string) *notifyDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	keys := map[string]string{
-		"databaseURL":               dbURL,
-		"storageRoot":               filepath.Join(dir, "toBeProcessed"),
-		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
-		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
-		"logFilePathname":           filepath.Join(dir, "monitor.log"),
-		"httpListenAddress":         "127.0.0.1:0",
-	}
-	var cfg strings.Builder
-	for k, v := range keys {
-		fmt.Fprintf(&cfg, "%s: %q\n", k, v)
-	}
+	cfg := testkit.BaseConfig(dir, dbURL)
 	path := filepath.Join(dir, "monitor.yaml")
-	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Write(t, path)
 
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -112,40 +62,15 @@ func startNotifyDaemon(t *testing.T, dbURL string) *notifyDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-
-	d := &notifyDaemon{t: t, conn: conn, logPath: keys["logFilePathname"], done: make(chan struct{})}
-	d.cmd = exec.Command(monitorBin, "run", "-c", path)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MONITOR_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") && !strings.HasPrefix(kv, "WATCHDOG_") {
-			d.cmd.Env = append(d.cmd.Env, kv)
-		}
-	}
-	d.cmd.Env = append(d.cmd.Env, "NOTIFY_SOCKET="+sock,
-		"WATCHDOG_USEC="+strconv.FormatInt(notifyWatchdog.Microseconds(), 10))
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
-			d.code = ee.ExitCode()
-		}
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-	})
-	return d
+	env := []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=" + strconv.FormatInt(notifyWatchdog.Microseconds(), 10)}
+	return &notifyDaemon{t: t, conn: conn, proc: testkit.StartProcEnv(t, monitorBin, cfg["logFilePathname"], env, "run", "-c", path)}
 }
 
 // report is what the daemon said so far, for a failure.
 func (d *notifyDaemon) report() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	log, _ := os.ReadFile(d.logPath)
-	return fmt.Sprintf("messages: %q\nstderr:\n%s\nlog:\n%s", d.seen, d.stderr.String(), log)
+	return fmt.Sprintf("messages: %q\nstderr:\n%s\nlog:\n%s", d.seen, d.proc.Stderr(), d.proc.LogText())
 }
 
 // next reads the next message, failing the test when none comes within
@@ -153,10 +78,10 @@ func (d *notifyDaemon) report() string {
 func (d *notifyDaemon) next() notifyMsg {
 	d.t.Helper()
 	buf := make([]byte, 4096)
-	d.conn.SetReadDeadline(time.Now().Add(notifyWait()))
+	d.conn.SetReadDeadline(time.Now().Add(testkit.WaitTimeout()))
 	n, err := d.conn.Read(buf)
 	if err != nil {
-		d.t.Fatalf("no message from the monitor within %s (%v)\n%s", notifyWait(), err, d.report())
+		d.t.Fatalf("no message from the monitor within %s (%v)\n%s", testkit.WaitTimeout(), err, d.report())
 	}
 	m := notifyMsg{text: string(buf[:n]), at: time.Now()}
 	d.mu.Lock()
@@ -182,9 +107,7 @@ func (d *notifyDaemon) until(key string) (notifyMsg, []notifyMsg) {
 // signal sends sig to the monitor.
 func (d *notifyDaemon) signal(sig syscall.Signal) {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		d.t.Fatal(err)
-	}
+	d.proc.Signal(d.t, sig)
 }
 
 // monotonicUsec reads CLOCK_MONOTONIC in microseconds, as the monitor does.
@@ -204,7 +127,7 @@ func monotonicUsec(t *testing.T) int64 {
 // SIGTERM.
 func TestNotifySystemd(t *testing.T) {
 	t.Parallel()
-	d := startNotifyDaemon(t, notifySchemaURL(t))
+	d := startNotifyDaemon(t, testkit.SchemaURL(t, pgtest.Schema(t)))
 
 	ready, before := d.until("READY")
 	var statuses []string
@@ -260,7 +183,7 @@ func TestNotifySystemd(t *testing.T) {
 	}
 
 	d.stop()
-	if log, _ := os.ReadFile(d.logPath); !strings.Contains(string(log), "service manager notifications on") {
+	if log := d.proc.LogText(); !strings.Contains(log, "service manager notifications on") {
 		t.Errorf("the log does not say that notifications are on:\n%s", log)
 	}
 }
@@ -294,13 +217,11 @@ func (d *notifyDaemon) stop() {
 	if stopping.fields()["STOPPING"] != "1" {
 		t.Errorf("stop sent %q, want STOPPING=1", stopping.text)
 	}
-	select {
-	case <-d.done:
-	case <-time.After(notifyWait()):
-		t.Fatalf("monitor did not exit within %s of SIGTERM\n%s", notifyWait(), d.report())
+	if !d.proc.Exited(testkit.WaitTimeout()) {
+		t.Fatalf("monitor did not exit within %s of SIGTERM\n%s", testkit.WaitTimeout(), d.report())
 	}
-	if d.code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0\n%s", d.code, d.report())
+	if code := d.proc.Code(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0\n%s", code, d.report())
 	}
 	// Everything sent is queued by now: nothing may follow STOPPING=1.
 	d.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))

@@ -11,11 +11,13 @@ import (
 )
 
 // CleanEnv is this process's environment without the MONITOR_* overrides,
-// so that a monitor started by a test reads its configuration file only.
+// so that a monitor started by a test reads its configuration file only,
+// and without the service manager's NOTIFY_SOCKET and WATCHDOG_*, which are
+// the test runner's, not the monitor's.
 func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MONITOR_") {
+		if !strings.HasPrefix(kv, "MONITOR_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") && !strings.HasPrefix(kv, "WATCHDOG_") {
 			env = append(env, kv)
 		}
 	}
@@ -38,8 +40,14 @@ type Proc struct {
 // if the test did not stop it.
 func StartProc(t testing.TB, bin, logPath string, args ...string) *Proc {
 	t.Helper()
+	return StartProcEnv(t, bin, logPath, nil, args...)
+}
+
+// StartProcEnv is StartProc with env ("KEY=value") added to CleanEnv.
+func StartProcEnv(t testing.TB, bin, logPath string, env []string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{cmd: exec.Command(bin, args...), name: filepath.Base(bin), logPath: logPath, done: make(chan struct{})}
-	p.cmd.Env = CleanEnv()
+	p.cmd.Env = append(CleanEnv(), env...)
 	p.cmd.Stderr = &p.stderr
 	// A child the process left behind may hold stderr open: do not wait
 	// for it once the process itself is gone.
@@ -116,6 +124,16 @@ func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Exited waits up to d for the process to exit and reports whether it did.
+func (p *Proc) Exited(d time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
 

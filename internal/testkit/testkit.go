@@ -102,3 +102,27 @@ func (s *SyncBuffer) String() string {
 func withoutCancel(t testing.TB) context.Context {
 	return context.WithoutCancel(t.Context())
 }
+
+// Clock is a settable clock for code that takes a Now func. It is safe
+// for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock reading now.
+func NewClock(now time.Time) *Clock { return &Clock{now: now} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock forward by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
