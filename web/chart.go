@@ -30,9 +30,9 @@ type chart struct {
 	// percent from the bottom); XTicks the labels under the plot (Pos in
 	// percent from the left).
 	XTicks, YTicks []tick
-	// Totals over the hour, and the last complete minute's counts.
+	// Totals over the hour, and the current minute's counts so far.
 	TotalQueued, TotalCleaned int64
-	LastQueued, LastCleaned   int64
+	NowQueued, NowCleaned     int64
 	// Idle is set when nothing was queued or cleaned up in the hour.
 	Idle bool
 }
@@ -55,8 +55,8 @@ func newChart(mins []figures.MinuteReport) chart {
 		peak = max(peak, m.Queued, m.Cleaned)
 	}
 	c.Idle = c.TotalQueued == 0 && c.TotalCleaned == 0
-	if n := len(mins); n >= 2 {
-		c.LastQueued, c.LastCleaned = mins[n-2].Queued, mins[n-2].Cleaned
+	if n := len(mins); n > 0 {
+		c.NowQueued, c.NowCleaned = mins[n-1].Queued, mins[n-1].Cleaned
 	}
 
 	step := niceStep((peak + chartYTicks - 1) / chartYTicks)

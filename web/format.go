@@ -7,12 +7,15 @@ import (
 	"unicode"
 )
 
-// human writes a duration as an operator reads it at a glance: "850ms",
-// "42s", "4m 12s", "2h 5m", "3d 4h". Negative durations count as zero.
+// human writes a duration as an operator reads it at a glance: "<1ms",
+// "850ms", "42s", "4m 12s", "2h 5m", "3d 4h". Negative durations count as
+// zero.
 func human(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0s"
+	case d < time.Millisecond:
+		return "<1ms"
 	case d < time.Second:
 		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 	case d < time.Minute:

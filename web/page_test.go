@@ -306,7 +306,7 @@ func TestStatusPageHandler(t *testing.T) {
 
 func TestHuman(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		-time.Second: "0s", 0: "0s", 850 * time.Millisecond: "850ms", 42 * time.Second: "42s",
+		-time.Second: "0s", 0: "0s", 300 * time.Microsecond: "<1ms", 850 * time.Millisecond: "850ms", 42 * time.Second: "42s",
 		252 * time.Second: "4m 12s", 4 * time.Minute: "4m", 2*time.Hour + 5*time.Minute + 9*time.Second: "2h 5m",
 		76 * time.Hour: "3d 4h",
 	} {
