@@ -8,7 +8,9 @@
 #   1. writes a monitor configuration with short delays into a temporary
 #      directory and runs `monitor migrate`;
 #   2. starts three simulated processors (`crashsim process`, stand-ins that
-#      follow the processor protocol of the README) and `monitor run`;
+#      follow the processor protocol of the README) and `monitor run`, whose
+#      status page (http://127.0.0.1:9661/, or another free loopback port;
+#      DEMO_HTTP_PORT chooses one) is up until the demo ends;
 #   3. generates 2000 crashes into the standard tree and 20 into the deferred
 #      tree, as collectors do (`crashsim generate`);
 #   4. requests priority processing of three crashes at the back of the queue
@@ -164,8 +166,27 @@ wait_until() {
 	done
 }
 
+# free_port prints a loopback TCP port nothing listens on: 9661 (the default
+# httpListenAddress) when it is free, else a random one.
+free_port() {
+	local port=9661 attempt
+	for attempt in $(seq 1 50); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			printf '%s\n' "$port"
+			return 0
+		fi
+		port=$((20000 + RANDOM % 40000))
+	done
+	return 1
+}
+
 # ---------------------------------------------------------------------------
 # 1. Configuration and schema
+
+if ! http_port=${DEMO_HTTP_PORT:-$(free_port)}; then
+	say "ERROR: found no free loopback port for the status page (set DEMO_HTTP_PORT)"
+	exit 1
+fi
 
 cat >"$cfg" <<EOF
 # Written by scripts/demo.sh: short delays so that everything happens within a minute.
@@ -184,6 +205,8 @@ logFilePathname: "$logs/monitor.log"
 logFileMaximumSize: 100000000
 logFileErrorLoggingLevel: INFO
 stderrErrorLoggingLevel: ERROR
+# The status page and the metrics, on loopback only.
+httpListenAddress: "127.0.0.1:$http_port"
 EOF
 mkdir -p "$work/toBeProcessed" "$work/toBeDeferred"
 say "Demo directory: $work (configuration monitor.yaml, crash trees, archives, logs/)"
@@ -215,6 +238,7 @@ until grep -q 'monitor started' "$logs/monitor.log" 2>/dev/null; do
 	sleep 0.1
 done
 say "The monitor is running (pid ${pid_of[monitor]})"
+say "Status page: http://127.0.0.1:$http_port/ (open it to watch the run: it refreshes every 5 s and is up until the demo ends)"
 
 # ---------------------------------------------------------------------------
 # 3. Crashes arrive

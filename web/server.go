@@ -11,6 +11,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,9 @@ type Options struct {
 	Figures  *figures.Figures
 	Identity figures.Identity
 	Logger   *slog.Logger
+	// Now is the clock the status page measures durations against
+	// (time.Now when nil); tests set it to the figures' clock.
+	Now func() time.Time
 }
 
 // Server is the monitor's HTTP server.
@@ -51,6 +55,9 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	reg := prometheus.NewRegistry()
 	if err := opts.Figures.Register(reg); err != nil {
@@ -161,13 +168,28 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statusPage serves the status page.
+// statusPageCSP allows the page nothing but its inline style sheet (and
+// data: images): no script, no request to anywhere, no framing.
+const statusPageCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// statusPage serves the status page. It is rendered whole before anything
+// is sent, so that a failure is a 500 rather than half a page.
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	rep := s.opts.Figures.Report(r.Context(), s.opts.Identity)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
-	if err := s.page.render(w, rep); err != nil {
+	var buf bytes.Buffer
+	if err := s.page.render(&buf, rep, s.opts.Now()); err != nil {
+		s.opts.Logger.ErrorContext(r.Context(), "rendering the status page failed", "error", err)
+		plain(w, http.StatusInternalServerError, "the status page could not be rendered: see the monitor's log")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", statusPageCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	if _, err := buf.WriteTo(w); err != nil {
 		s.opts.Logger.DebugContext(r.Context(), "writing the status page failed", "error", err)
 	}
 }
