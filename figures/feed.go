@@ -154,6 +154,11 @@ func (f *Figures) Event(kind, text string) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.addEvent(kind, text)
+}
+
+// addEvent records an event. f.mu must be held.
+func (f *Figures) addEvent(kind, text string) {
 	f.events = append(f.events, Event{At: f.now(), Kind: kind, Text: text})
 	if len(f.events) > maxEvents {
 		f.events = append(f.events[:0], f.events[len(f.events)-maxEvents:]...)

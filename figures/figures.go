@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -91,6 +92,7 @@ type Figures struct {
 	passes map[string]*PassState
 	health map[string]*loopHealth
 	active bool
+	dbDown loop.Episode // the database figures could not be read
 }
 
 // dbRead is the last read of the database figures.
@@ -171,7 +173,13 @@ func (f *Figures) DB(ctx context.Context) (queue.Status, time.Time, error) {
 	f.db.at = now
 	if err != nil {
 		f.db.err, f.db.errAt = err, now
+		if f.dbDown.Begin() {
+			f.addEvent(EventDatabase, "the database does not answer: "+err.Error())
+		}
 		return f.db.status, now, err
+	}
+	if f.dbDown.End() {
+		f.addEvent(EventDatabase, "the database answers again")
 	}
 	f.db = dbRead{status: st, at: now, good: true}
 	return st, now, nil

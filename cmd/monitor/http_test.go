@@ -210,6 +210,21 @@ func TestReadyzDuringOutage(t *testing.T) {
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz after the outage = %d %q", code, body)
 	}
+	// The outage is among the notable events, its start and its end once.
+	_, body := get(t, base+"/api/status")
+	var rep figures.Report
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var outage []string
+	for _, e := range rep.Daemon.Events {
+		if e.Kind == figures.EventDatabase {
+			outage = append(outage, e.Text)
+		}
+	}
+	if len(outage) != 2 || !strings.Contains(outage[0], "does not answer") || !strings.Contains(outage[1], "answers again") {
+		t.Errorf("database events %q, want its loss and its return", outage)
+	}
 	if code := d.Stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}

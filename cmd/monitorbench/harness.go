@@ -165,6 +165,7 @@ func (h *harness) runScenarios(ctx context.Context) error {
 		{"priority", func(ctx context.Context) error { return h.priorityScenario(ctx, s.priority) }},
 		{"cleanup", func(ctx context.Context) error { return h.cleanupScenario(ctx, s.cleanup) }},
 		{"deadmove", func(ctx context.Context) error { return h.deadMoveScenario(ctx, s.deadmove) }},
+		{"page", func(ctx context.Context) error { return h.pageScenario(ctx, s.page, 10_000) }},
 	}
 	for _, st := range steps {
 		if st.name == "drain" {

@@ -44,7 +44,7 @@ const (
 )
 
 // scenarios are the names -only takes, in the order they run.
-var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "deadmove"}
+var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "deadmove", "page"}
 
 // sizes are a run's scenario sizes.
 type sizes struct {
@@ -54,11 +54,12 @@ type sizes struct {
 	priority int // priority requests
 	cleanup  int // finished jobs cleaned up
 	deadmove int // jobs of the dead processor
+	page     int // requests of the status page
 }
 
 var (
-	fullSizes  = sizes{drain: 200_000, classic: 20_000, arrivals: 200, priority: 1_000, cleanup: 100_000, deadmove: 100_000}
-	smokeSizes = sizes{drain: 5_000, classic: 1_000, arrivals: 50, priority: 100, cleanup: 2_000, deadmove: 5_000}
+	fullSizes  = sizes{drain: 200_000, classic: 20_000, arrivals: 200, priority: 1_000, cleanup: 100_000, deadmove: 100_000, page: 200}
+	smokeSizes = sizes{drain: 5_000, classic: 1_000, arrivals: 50, priority: 100, cleanup: 2_000, deadmove: 5_000, page: 20}
 	largeDrain = 1_000_000
 )
 

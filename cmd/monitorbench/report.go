@@ -315,11 +315,12 @@ const (
 	figPriority     = "priority"
 	figCleanup      = "cleanup"
 	figDeadMove     = "deadmove"
+	figPage         = "page"
 )
 
 var tableOrder = []string{
 	figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figWalk, figMemory, figScraped, figScrapedRatio,
-	figArrival, figPriority, figCleanup, figDeadMove,
+	figArrival, figPriority, figCleanup, figDeadMove, figPage,
 }
 
 // Targets of the drain, as ratios.
