@@ -1,16 +1,25 @@
 // Package queue owns the jobs database: the schema migrations and every SQL
-// statement the monitor runs against the tables it shares with the crash
-// processors (processors, jobs, priorityjobs and priority_jobs_<id>).
+// statement the monitor binary runs against the tables it shares with the
+// crash processors (processors, jobs, priorityjobs and priority_jobs_<id>),
+// and nothing else: the processor's side of the protocol lives with the
+// simulated processor (internal/procsim), the benchmark's statements with
+// the benchmark (internal/bench).
 //
-// No other package holds SQL. Values are always bind parameters; the only
+// Each transaction reads the state it needs, hands it to the pure decisions
+// of package dispatch (owners, the priority decision table), and writes the
+// outcome; every UPDATE re-checks in its WHERE clause the state it was
+// decided on. Liveness is the SQL function monitor_processor_state
+// (migration 005), which every statement that judges a processor calls.
+//
+// Values are always bind parameters; the only
 // identifiers built at run time are priority_jobs_<id> names made from
 // integers and quoted with pgx.Identifier. Time is the database's: the
 // classic columns are timestamp without time zone written by processors with
 // now(), so liveness and ages are computed in SQL against localtimestamp and
 // never against the monitor host's clock.
 //
-// Errors are wrapped once with lower-case context; a missing table is
-// reported as ErrSchemaMissing. Nothing here logs.
+// Errors are wrapped once, by DBError, with lower-case context; a missing
+// table is reported as ErrSchemaMissing. Nothing here logs.
 package queue
 
 import (

@@ -134,9 +134,9 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 	}
 	var out []PriorityOutcome
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		r := resolver{ctx: ctx, tx: tx, checkIn: checkIn}
+		r := resolver{tx: tx, checkIn: checkIn}
 		var err error
-		out, err = r.resolve(ids, onDisk, drop)
+		out, err = r.resolve(ctx, ids, onDisk, drop)
 		return err
 	})
 	if err != nil {
@@ -147,18 +147,17 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 
 // resolver is the state of one ResolvePriority transaction.
 type resolver struct {
-	ctx     context.Context
 	tx      pgx.Tx
 	checkIn time.Duration
 }
 
-func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) ([]PriorityOutcome, error) {
+func (r *resolver) resolve(ctx context.Context, ids []string, onDisk map[string]bool, drop []string) ([]PriorityOutcome, error) {
 	// Read.
 	var live []dispatch.Load
 	jobs := map[string]dispatch.Job{}
 	if len(ids) > 0 {
 		var err error
-		if live, jobs, err = r.lockJobs(ids); err != nil {
+		if live, jobs, err = r.lockJobs(ctx, ids); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +172,7 @@ func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) 
 			check[j.Owner] = true
 		}
 	}
-	tables, err := r.priorityTables(slices.Sorted(maps.Keys(check)))
+	tables, err := r.priorityTables(ctx, slices.Sorted(maps.Keys(check)))
 	if err != nil {
 		return nil, err
 	}
@@ -186,10 +185,10 @@ func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) 
 	}
 
 	// Write.
-	if err := r.writeJobs(out); err != nil {
+	if err := r.writeJobs(ctx, out); err != nil {
 		return nil, err
 	}
-	if err := r.tellOwners(out, tables); err != nil {
+	if err := r.tellOwners(ctx, out, tables); err != nil {
 		return nil, err
 	}
 	for _, id := range drop {
@@ -202,7 +201,7 @@ func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) 
 		}
 	}
 	if len(resolved) > 0 {
-		rows, err := r.tx.Query(r.ctx, deletePriorityRequestsQuery, resolved)
+		rows, err := r.tx.Query(ctx, deletePriorityRequestsQuery, resolved)
 		if err != nil {
 			return nil, err
 		}
@@ -226,11 +225,11 @@ func (r *resolver) resolve(ids []string, onDisk map[string]bool, drop []string) 
 
 // lockJobs reads the live processors and locks and reads the existing jobs
 // of ids, in one round trip.
-func (r *resolver) lockJobs(ids []string) ([]dispatch.Load, map[string]dispatch.Job, error) {
+func (r *resolver) lockJobs(ctx context.Context, ids []string) ([]dispatch.Load, map[string]dispatch.Job, error) {
 	var b pgx.Batch
 	b.Queue(liveProcessorsQuery, interval(r.checkIn))
 	b.Queue(lockPriorityJobsQuery, ids, interval(r.checkIn))
-	br := r.tx.SendBatch(r.ctx, &b)
+	br := r.tx.SendBatch(ctx, &b)
 	defer br.Close()
 
 	rows, err := br.Query()
@@ -260,7 +259,7 @@ func (r *resolver) lockJobs(ids []string) ([]dispatch.Load, map[string]dispatch.
 
 // priorityTables returns which of the processors ids have a
 // priority_jobs_<id> table.
-func (r *resolver) priorityTables(ids []int64) (map[int64]bool, error) {
+func (r *resolver) priorityTables(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	out := map[int64]bool{}
 	if len(ids) == 0 {
 		return out, nil
@@ -269,7 +268,7 @@ func (r *resolver) priorityTables(ids []int64) (map[int64]bool, error) {
 	for i, id := range ids {
 		names[i] = PriorityTable(id)
 	}
-	rows, err := r.tx.Query(r.ctx, priorityTablesQuery, ids, names)
+	rows, err := r.tx.Query(ctx, priorityTablesQuery, ids, names)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +285,7 @@ func (r *resolver) priorityTables(ids []int64) (map[int64]bool, error) {
 // writeJobs queues, moves and raises the jobs of out as decided, in one
 // round trip. A job the insert or the move skipped (it changed meanwhile)
 // becomes PriorityRetry.
-func (r *resolver) writeJobs(out []PriorityOutcome) error {
+func (r *resolver) writeJobs(ctx context.Context, out []PriorityOutcome) error {
 	var insIDs, movIDs, raise []string
 	var insOwners, movOwners []int64
 	for _, o := range out {
@@ -312,7 +311,7 @@ func (r *resolver) writeJobs(out []PriorityOutcome) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	br := r.tx.SendBatch(r.ctx, &b)
+	br := r.tx.SendBatch(ctx, &b)
 	defer br.Close()
 
 	done := map[string]int64{} // id -> owner, of the rows inserted or moved

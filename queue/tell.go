@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -19,7 +20,7 @@ import (
 // owners at once under one savepoint; should a statement fail, it tries each
 // owner under its own, so that one broken table only holds back its own ids
 // (TellErr). An error that the transaction cannot survive is returned.
-func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) error {
+func (r *resolver) tellOwners(ctx context.Context, out []PriorityOutcome, tables map[int64]bool) error {
 	byOwner := map[int64][]string{}
 	for _, o := range out {
 		switch o.Status {
@@ -34,7 +35,7 @@ func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) erro
 	}
 	owners := slices.Sorted(maps.Keys(byOwner))
 	failed := map[int64]error{}
-	stmtErr, err := r.tell(owners, byOwner)
+	stmtErr, err := r.tell(ctx, owners, byOwner)
 	switch {
 	case err != nil:
 		return err
@@ -42,7 +43,7 @@ func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) erro
 		failed[owners[0]] = stmtErr
 	case stmtErr != nil:
 		for _, owner := range owners {
-			stmtErr, err := r.tell([]int64{owner}, byOwner)
+			stmtErr, err := r.tell(ctx, []int64{owner}, byOwner)
 			if err != nil {
 				return err
 			}
@@ -67,19 +68,19 @@ func (r *resolver) tellOwners(out []PriorityOutcome, tables map[int64]bool) erro
 // tell inserts the ids of owners into their tables under a savepoint, in one
 // round trip. When the server rejects a statement it rolls back to the
 // savepoint and returns that error as stmtErr; any other failure is err.
-func (r *resolver) tell(owners []int64, byOwner map[int64][]string) (stmtErr, err error) {
+func (r *resolver) tell(ctx context.Context, owners []int64, byOwner map[int64][]string) (stmtErr, err error) {
 	var b pgx.Batch
 	b.Queue("SAVEPOINT tell_owners")
 	for _, owner := range owners {
 		b.Queue(fmt.Sprintf(tellOwnerQuery, PriorityTable(owner)), byOwner[owner])
 	}
 	b.Queue("RELEASE SAVEPOINT tell_owners")
-	err = r.tx.SendBatch(r.ctx, &b).Close()
+	err = r.tx.SendBatch(ctx, &b).Close()
 	var pgErr *pgconn.PgError
 	if err == nil || !errors.As(err, &pgErr) {
 		return nil, err
 	}
-	if _, rerr := r.tx.Exec(r.ctx, "ROLLBACK TO SAVEPOINT tell_owners"); rerr != nil {
+	if _, rerr := r.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tell_owners"); rerr != nil {
 		return nil, errors.Join(err, rerr)
 	}
 	return DBError(err, "tell processors %v", owners), nil
