@@ -136,8 +136,15 @@ func (a *App) Run(ctx context.Context) error {
 
 	a.figures.SetDB(store)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.watchConfig(gctx) })
+	watching := make(chan struct{})
+	g.Go(func() error { return a.watchConfig(gctx, watching) })
 	a.startLoops(gctx, g, store)
+	// "monitor started" promises that an edit of the file from now on is
+	// applied: wait for the watch to be in place.
+	select {
+	case <-watching:
+	case <-gctx.Done():
+	}
 	a.figures.SetActive(true)
 	a.figures.Event(figures.EventLifecycle, "monitor started")
 	log.Info("monitor started")

@@ -9,9 +9,10 @@ import (
 )
 
 // watchConfig applies reloads, from edits of the file and from Reload,
-// until ctx is done.
-func (a *App) watchConfig(ctx context.Context) error {
-	return config.Watch(ctx, a.opts.ConfigPath, a.reloads, a.reload)
+// until ctx is done; it closes watching once an edit of the file will be
+// seen.
+func (a *App) watchConfig(ctx context.Context, watching chan<- struct{}) error {
+	return config.Watch(ctx, a.opts.ConfigPath, a.reloads, a.reload, func() { close(watching) })
 }
 
 // reload applies a newly loaded configuration: hot settings take effect at

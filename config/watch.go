@@ -23,9 +23,11 @@ const debounce = 250 * time.Millisecond
 // error starting "watch config file:" and goes on serving trigger. An empty
 // path watches nothing; trigger then reloads defaults and environment.
 // reload runs on Watch's goroutine, one call at a time; what to apply is the
-// caller's choice. Watch blocks until ctx is done and then returns nil,
-// leaving no goroutine behind.
-func Watch(ctx context.Context, path string, trigger <-chan struct{}, reload func(*Config, error)) error {
+// caller's choice. watching, when not nil, is called once the watch is in
+// place (or could not be set up), so that a caller can tell that an edit
+// made from then on will be seen. Watch blocks until ctx is done and then
+// returns nil, leaving no goroutine behind.
+func Watch(ctx context.Context, path string, trigger <-chan struct{}, reload func(*Config, error), watching func()) error {
 	var events <-chan fsnotify.Event
 	var watchErrs <-chan error
 	if path != "" {
@@ -45,6 +47,9 @@ func Watch(ctx context.Context, path string, trigger <-chan struct{}, reload fun
 
 	base := filepath.Base(path)
 	target, _ := filepath.EvalSymlinks(path)
+	if watching != nil {
+		watching()
+	}
 	// changed reports whether ev may have changed the file's content: an
 	// event on its name, or any event after which its symlinks resolve
 	// elsewhere (a Kubernetes ConfigMap swaps a ..data symlink).

@@ -30,9 +30,11 @@ func startWatch(t *testing.T, path string) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{t: t, trigger: make(chan struct{}), got: make(chan reloaded, 100)}
 	done := make(chan error, 1)
+	watching := make(chan struct{})
 	go func() {
-		done <- Watch(ctx, path, w.trigger, func(c *Config, err error) { w.got <- reloaded{c, err} })
+		done <- Watch(ctx, path, w.trigger, func(c *Config, err error) { w.got <- reloaded{c, err} }, func() { close(watching) })
 	}()
+	<-watching
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -202,7 +204,7 @@ func TestWatchStopsWithContext(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Watch(ctx, filepath.Join(t.TempDir(), "c.yaml"), nil, func(*Config, error) {})
+		done <- Watch(ctx, filepath.Join(t.TempDir(), "c.yaml"), nil, func(*Config, error) {}, nil)
 	}()
 	select {
 	case err := <-done:
@@ -221,7 +223,7 @@ func TestWatchNoLeak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	trigger := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, path, trigger, func(*Config, error) {}) }()
+	go func() { done <- Watch(ctx, path, trigger, func(*Config, error) {}, nil) }()
 	trigger <- struct{}{} // Watch is running, its file watch set up
 	writeFile(t, filepath.Dir(path), "monitorconfig.yaml", configWith("2m"))
 	cancel()
