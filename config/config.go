@@ -33,6 +33,11 @@ type Config struct {
 	DatabaseUserName string
 	DatabasePassword string
 	DatabaseURL      string
+	// DatabaseSessionURL, when set, is a direct connection to PostgreSQL
+	// for what needs a session of its own (the priority listener, the
+	// election, migrations) while DatabaseURL goes through a transaction
+	// pooler; empty means DatabaseURL (or the five keys) for everything.
+	DatabaseSessionURL string
 
 	StorageRoot         string
 	DeferredStorageRoot string
@@ -185,6 +190,20 @@ func (c *Config) ConnString() string {
 	add("password", c.DatabasePassword)
 	return strings.Join(parts, " ")
 }
+
+// SessionConnString returns the connection string of what needs a session
+// of its own: databaseSessionURL when set, else ConnString.
+func (c *Config) SessionConnString() string {
+	if c.DatabaseSessionURL != "" {
+		return c.DatabaseSessionURL
+	}
+	return c.ConnString()
+}
+
+// Pooled reports whether databaseURL goes through a transaction pooler, as
+// setting databaseSessionURL says: the connections of databaseURL must then
+// keep no session state (no prepared statements across transactions).
+func (c *Config) Pooled() bool { return c.DatabaseSessionURL != "" }
 
 // Warnings returns non-fatal remarks about the configuration: directories
 // (the storage trees, the archive trees, the log file's directory) that do

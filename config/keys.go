@@ -26,6 +26,7 @@ var keys = []keySpec{
 	key("databaseUserName", "socorro", onRestart, asText, func(c *Config) *string { return &c.DatabaseUserName }),
 	key("databasePassword", "", onRestart, asText, func(c *Config) *string { return &c.DatabasePassword }).secret(maskPassword),
 	key("databaseURL", "", onRestart, asDatabaseURL, func(c *Config) *string { return &c.DatabaseURL }).secret(maskDatabaseURL),
+	key("databaseSessionURL", "", onRestart, asDatabaseURL, func(c *Config) *string { return &c.DatabaseSessionURL }).secret(maskDatabaseURL),
 
 	key("storageRoot", "", onRestart, asDir, func(c *Config) *string { return &c.StorageRoot }).required(),
 	key("deferredStorageRoot", "", onRestart, asDir, func(c *Config) *string { return &c.DeferredStorageRoot }),
