@@ -197,7 +197,7 @@ func (m *monitorProc) httpAddr(ctx context.Context, timeout time.Duration) (stri
 // address=..." log line; "" when there is none yet.
 func servingAddress(log string) string {
 	const mark = "serving HTTP address="
-	i := strings.Index(log, mark)
+	i := strings.LastIndex(log, mark)
 	if i < 0 {
 		return ""
 	}

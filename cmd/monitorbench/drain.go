@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -81,7 +82,13 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 	if store, err = h.generate(ctx, "scraped", root, g); err != nil {
 		return err
 	}
-	d, err := h.drain(ctx, dir, root, store, n, true)
+	// A directory of its own for the second monitor's configuration and
+	// log, so that its address is not read from the first one's log.
+	runDir := filepath.Join(dir, "scraped")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	d, err := h.drain(ctx, runDir, root, store, n, true)
 	if err != nil {
 		return err
 	}
@@ -104,10 +111,10 @@ type drained struct {
 // scrapeEvery is how often the scraped drain asks for /metrics.
 const scrapeEvery = 100 * time.Millisecond
 
-// drain times `monitor run` draining the n pairs of store (its tree at root
-// in dir) into a fresh schema with live processors, from the exec to every
-// pair's jobs row and an empty inbox; with scrape, /metrics is fetched
-// every scrapeEvery meanwhile.
+// drain times `monitor run` draining the n pairs of store (its tree at root)
+// into a fresh schema with live processors, from the exec to every pair's
+// jobs row and an empty inbox; the monitor's configuration, log and archives
+// are in dir. With scrape, /metrics is fetched every scrapeEvery meanwhile.
 func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore.Store, n int, scrape bool) (drained, error) {
 	var d drained
 	db, err := h.newDB(ctx)

@@ -170,13 +170,14 @@ func (p *Proc) exited() bool {
 
 // HTTPAddr waits until the monitor's log says where it serves HTTP
 // (httpListenAddress "127.0.0.1:0" picks a free port) and returns that
-// address.
+// address, the latest the log names (start a restarted monitor on a log of
+// its own, or its predecessor's address may be read).
 func (p *Proc) HTTPAddr(t testing.TB) string {
 	t.Helper()
 	const mark = "serving HTTP address="
 	p.WaitLog(t, mark, 1)
 	log := p.LogText()
-	rest := log[strings.Index(log, mark)+len(mark):]
+	rest := log[strings.LastIndex(log, mark)+len(mark):]
 	if i := strings.IndexAny(rest, " \n\""); i >= 0 {
 		rest = rest[:i]
 	}
