@@ -117,14 +117,11 @@ const scrapeEvery = 100 * time.Millisecond
 // are in dir. With scrape, /metrics is fetched every scrapeEvery meanwhile.
 func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore.Store, n int, scrape bool) (drained, error) {
 	var d drained
-	db, err := h.newDB(ctx)
+	db, err := h.registeredDB(ctx, "bench-processor-", liveProcessors)
 	if err != nil {
 		return d, err
 	}
 	defer db.close()
-	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
-		return d, err
-	}
 	h.step("drain: monitor run on %s pairs", formatInt(int64(n)))
 	began := time.Now()
 	m, err := h.startMonitor(dir, db.monitorConfig(dir, root))
@@ -278,14 +275,11 @@ func (h *harness) classicScenario(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	db, err := h.newDB(ctx)
+	db, err := h.registeredDB(ctx, "bench-processor-", liveProcessors)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
-		return err
-	}
 
 	h.step("classic: the classic standard loop on %s pairs", formatInt(int64(n)))
 	began := time.Now()

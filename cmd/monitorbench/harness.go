@@ -287,6 +287,19 @@ func (h *harness) newDB(ctx context.Context) (*scenarioDB, error) {
 	return db, nil
 }
 
+// registeredDB is newDB with n processors registered, named prefix1 to
+// prefixN (see register).
+func (h *harness) registeredDB(ctx context.Context, prefix string, n int) (*scenarioDB, error) {
+	db, err := h.newDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := db.register(ctx, prefix, n); err != nil {
+		return nil, errors.Join(err, db.close())
+	}
+	return db, nil
+}
+
 // close closes the pool and drops the schema.
 func (db *scenarioDB) close() error {
 	if db.pool != nil {

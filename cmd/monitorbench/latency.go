@@ -42,14 +42,11 @@ func (h *harness) arrivalScenario(ctx context.Context, n int) error {
 	defer h.removeTree(dir)
 	root := filepath.Join(dir, "toBeProcessed")
 	store := newTree(root)
-	db, err := h.newDB(ctx)
+	db, err := h.registeredDB(ctx, "bench-processor-", liveProcessors)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
-		return err
-	}
 	// Live mode: each pair submitted when written, into the current slot.
 	g, err := crashgen.New(crashgen.Options{Count: n + 1, Seed: 6})
 	if err != nil {
@@ -181,14 +178,11 @@ func (h *harness) priorityScenario(ctx context.Context, n int) error {
 		return err
 	}
 	defer h.removeTree(dir)
-	db, err := h.newDB(ctx)
+	db, err := h.registeredDB(ctx, "bench-processor-", liveProcessors)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	if _, _, err := db.register(ctx, "bench-processor-", liveProcessors); err != nil {
-		return err
-	}
 	cfg := db.monitorConfig(dir, filepath.Join(dir, "toBeProcessed"))
 	queuedGen, err := h.backlogGenerator(n/2, 3)
 	if err != nil {

@@ -22,14 +22,11 @@ func (h *harness) pageScenario(ctx context.Context, requests, jobs int) error {
 		return err
 	}
 	defer h.removeTree(dir)
-	db, err := h.newDB(ctx)
+	db, err := h.registeredDB(ctx, "bench-page-processor-", pageProcessors)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	if _, _, err := db.register(ctx, "bench-page-processor-", pageProcessors); err != nil {
-		return err
-	}
 	ids := make([]string, jobs)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
