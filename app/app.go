@@ -138,6 +138,7 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	watching := make(chan struct{})
 	g.Go(func() error { return a.watchConfig(gctx, watching) })
+	g.Go(func() error { return a.reportApMon(gctx) })
 	a.startLoops(gctx, g, store)
 	// "monitor started" promises that an edit of the file from now on is
 	// applied: wait for the watch to be in place.
