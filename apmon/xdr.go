@@ -21,6 +21,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Version is the ApMon version the header announces: 2.2 or later, so that
@@ -96,6 +97,27 @@ type Datagram struct {
 
 // Header returns the datagram's header string.
 func (d Datagram) Header() string { return "v:" + d.Version + "p:" + d.Password }
+
+// String returns the datagram on one line, as `crashsim apmon-listen`
+// prints it: cluster/node, version, password (masked), instance id,
+// sequence number, send time (UTC), then each parameter as name=value
+// (strings quoted).
+func (d Datagram) String() string {
+	var b strings.Builder
+	pw := "none"
+	if d.Password != "" {
+		pw = mask
+	}
+	fmt.Fprintf(&b, "%s/%s v=%s password=%s instance=%d seq=%d", d.Cluster, d.Node, d.Version, pw, d.InstanceID, d.Seq)
+	if d.Time != 0 {
+		fmt.Fprintf(&b, " time=%s", time.Unix(int64(d.Time), 0).UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, " params=%d", len(d.Params))
+	for _, p := range d.Params {
+		fmt.Fprintf(&b, " %s=%s", p.Name, p.Value())
+	}
+	return b.String()
+}
 
 // Size returns the length of the encoded datagram.
 func (d Datagram) Size() int {
