@@ -73,7 +73,7 @@ func (p Param) Value() string {
 	case Int32:
 		return strconv.FormatInt(int64(p.Int), 10)
 	case Double, Real32:
-		return strconv.FormatFloat(p.Num, 'g', -1, 64)
+		return strconv.FormatFloat(p.Num, 'f', -1, 64)
 	default:
 		return strconv.Quote(p.Str)
 	}

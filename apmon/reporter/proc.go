@@ -23,10 +23,10 @@ func cpuFields() []string {
 	return []string{"cpu_usr", "cpu_nice", "cpu_sys", "cpu_idle", "cpu_iowait", "cpu_irq", "cpu_softirq", "cpu_steal", "cpu_guest"}
 }
 
-// vmFields maps the /proc/vmstat counters to the libraries' names of their
-// rates (per second).
-func vmFields() map[string]string {
-	return map[string]string{"pgpgin": "pages_in", "pgpgout": "pages_out", "pswpin": "swap_in", "pswpout": "swap_out"}
+// vmFields are the /proc/vmstat counters and the libraries' names of their
+// rates (per second), in the order they are sent.
+func vmFields() [][2]string {
+	return [][2]string{{"pgpgin", "pages_in"}, {"pgpgout", "pages_out"}, {"pswpin", "swap_in"}, {"pswpout", "swap_out"}}
 }
 
 // hostSample is one reading of the host's cumulative counters.
@@ -68,9 +68,12 @@ func (p *proc) system(now time.Time) []apmon.Param {
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(p.root, "vmstat")); err == nil {
-		names := vmFields()
+		names := map[string]bool{}
+		for _, f := range vmFields() {
+			names[f[0]] = true
+		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && names[f[0]] != "" {
+			if f := strings.Fields(line); len(f) == 2 && names[f[0]] {
 				if v, err := strconv.ParseFloat(f[1], 64); err == nil {
 					cur.vm[f[0]] = v
 				}
@@ -93,7 +96,8 @@ func (p *proc) system(now time.Time) []apmon.Param {
 			}
 		}
 		if secs := cur.at.Sub(prev.at).Seconds(); secs > 0 {
-			for key, name := range vmFields() {
+			for _, f := range vmFields() {
+				key, name := f[0], f[1]
 				if v, ok := cur.vm[key]; ok {
 					if old, ok := prev.vm[key]; ok && v >= old {
 						add(name, (v-old)/secs)
