@@ -136,9 +136,9 @@ func (a *App) Run(ctx context.Context) error {
 
 	a.figures.SetDB(store)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.reportApMon(gctx) })
 	watching := make(chan struct{})
 	g.Go(func() error { return a.watchConfig(gctx, watching) })
-	g.Go(func() error { return a.reportApMon(gctx) })
 	a.startLoops(gctx, g, store)
 	// "monitor started" promises that an edit of the file from now on is
 	// applied: wait for the watch to be in place.
