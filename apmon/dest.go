@@ -24,6 +24,10 @@ type Destination struct {
 // mask replaces passwords in printed destinations.
 const mask = "**********"
 
+// maxPassword bounds a password, so that a datagram's header leaves room
+// for its parameters.
+const maxPassword = 255
+
 // ParseDestination reads "host[:port] [password]" as the ApMon libraries
 // do (port 8884 when left out; an IPv6 address in brackets), or an http://
 // or https:// URL naming a configuration page. A password may not hold a
@@ -47,8 +51,11 @@ func ParseDestination(s string) (Destination, error) {
 	d := Destination{Port: DefaultPort}
 	if len(fields) == 2 {
 		d.Password = fields[1]
-		if strings.Contains(d.Password, ",") {
+		switch {
+		case strings.Contains(d.Password, ","):
 			return Destination{}, errors.New("has a comma in its password")
+		case len(d.Password) > maxPassword:
+			return Destination{}, fmt.Errorf("has a password longer than %d bytes", maxPassword)
 		}
 	}
 	hostPort := fields[0]

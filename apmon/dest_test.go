@@ -40,9 +40,10 @@ func TestParseDestination(t *testing.T) {
 		"a/b:8884":                 "bad host",
 		"ml.example.org pass word": "more than host[:port] and a password",
 		"ml.example.org pa,ss":     "comma in its password",
-		"[::1:9000":                "malformed [IPv6 address]:port",
-		"http://":                  "not a usable http(s) URL",
-		"http://a b/":              "not a usable http(s) URL",
+		"ml.example.org " + strings.Repeat("p", 256): "password longer than 255 bytes",
+		"[::1:9000":   "malformed [IPv6 address]:port",
+		"http://":     "not a usable http(s) URL",
+		"http://a b/": "not a usable http(s) URL",
 	}
 	for in, want := range bad {
 		if _, err := ParseDestination(in); err == nil || !strings.Contains(err.Error(), want) {

@@ -165,6 +165,13 @@ func decode(get func(key string) any) (*Config, []error) {
 	var errs, missing []error
 	for _, k := range keys {
 		value := get(k.name)
+		if list, ok := value.([]any); ok { // a sequence, should it come back untyped
+			items := make([]string, len(list))
+			for i, item := range list {
+				items[i] = text(item)
+			}
+			value = items
+		}
 		if items, ok := value.([]string); ok {
 			if err := k.parseItems(c, items); err != nil {
 				errs = append(errs, &KeyError{Key: k.name, Err: err})
