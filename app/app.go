@@ -136,6 +136,7 @@ func (a *App) Run(ctx context.Context) error {
 
 	a.figures.SetDB(store)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.reportApMon(gctx) })
 	watching := make(chan struct{})
 	g.Go(func() error { return a.watchConfig(gctx, watching) })
 	a.startLoops(gctx, g, store)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+
+	"github.com/crashmonitor/monitor/apmon"
 )
 
 // EnvPrefix starts the name of the environment variable that overrides a key:
@@ -66,6 +68,14 @@ type Config struct {
 	StderrErrorLoggingLevel     int
 
 	HTTPListenAddress string // "" = no HTTP server
+
+	// ApMonDestinations are the MonALISA services (and configuration
+	// pages) the ApMon reports go to; none, no reports.
+	ApMonDestinations []apmon.Destination
+	ApMonClusterName  string
+	ApMonNodeName     string // the host's name unless set
+	ApMonInterval     time.Duration
+	ApMonMaxMsgRate   int // datagrams a second to one destination, at most
 }
 
 // Setting is one key and its effective value, as printed by check-config.
@@ -134,7 +144,7 @@ func load(path string) (*Config, error) {
 			return nil, err
 		}
 	}
-	c, valueErrs := decode(v.GetString)
+	c, valueErrs := decode(v.Get)
 	// A key the file check rejected is not reported again for its value.
 	reported := map[string]bool{}
 	for _, e := range fileErrs {

@@ -44,7 +44,20 @@ func defaults(storageRoot string) *Config {
 		StderrLineFormatString:      "%(asctime)s %(levelname)s - %(message)s",
 		StderrErrorLoggingLevel:     40,
 		HTTPListenAddress:           "127.0.0.1:9661",
+		ApMonClusterName:            "Socorro_Monitor",
+		ApMonNodeName:               hostname(),
+		ApMonInterval:               30 * time.Second,
+		ApMonMaxMsgRate:             20,
 	}
+}
+
+// hostname is the default apmonNodeName.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		panic(err)
+	}
+	return h
 }
 
 // keyErrors returns every *KeyError inside err, which may be joined.
@@ -670,8 +683,8 @@ func TestDiff(t *testing.T) {
 		t.Errorf("restart = %v, want %v", restart, want)
 	}
 	hot, restart = Diff(nil, a)
-	if len(hot)+len(restart) != len(keys) || len(hot) != 6 {
-		t.Errorf("Diff(nil, a) = %v, %v; want every key, 6 hot", hot, restart)
+	if len(hot)+len(restart) != len(keys) || len(hot) != 11 {
+		t.Errorf("Diff(nil, a) = %v, %v; want every key, 11 hot", hot, restart)
 	}
 }
 

@@ -11,8 +11,9 @@ import (
 )
 
 // parseFile checks that data is one flat YAML mapping of known keys (exact
-// spelling) to scalars, each key at most once. It returns the good keys with
-// their values as the scalar's text (a null or empty value is ""), so that
+// spelling) to scalars (or, for a list key, a sequence of scalars), each key
+// at most once. It returns the good keys with their values as the scalar's
+// text (a null or empty value is ""; a sequence is a []string), so that
 // unquoted 0660 stays "0660" rather than becoming yaml.v3's 432. Problems
 // with keys come back in keyErrs; err is for a file that is not YAML at all.
 func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) {
@@ -46,9 +47,9 @@ func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) 
 		return nil, nil, fmt.Errorf("line %d: the file must be one mapping of key: value", top.Line)
 	}
 
-	known := map[string]bool{}
+	known := map[string]keySpec{}
 	for _, k := range keys {
-		known[k.name] = true
+		known[k.name] = k
 	}
 	values = map[string]any{}
 	firstLine := map[string]int{}
@@ -62,7 +63,8 @@ func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) 
 		fail := func(format string, a ...any) {
 			keyErrs = append(keyErrs, &KeyError{Key: key, Err: fmt.Errorf(format, a...)})
 		}
-		if !known[key] {
+		spec, ok := known[key]
+		if !ok {
 			if s := suggest(key); s != "" {
 				fail("unknown key on line %d (did you mean %s?)", kn.Line, s)
 			} else {
@@ -82,6 +84,13 @@ func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) 
 		switch {
 		case vn.Kind == yaml.MappingNode:
 			fail("on line %d is a nested mapping; values must be plain scalars", vn.Line)
+		case vn.Kind == yaml.SequenceNode && spec.isList:
+			items, err := sequence(vn)
+			if err != nil {
+				fail("%v", err)
+				continue
+			}
+			values[key] = items
 		case vn.Kind == yaml.SequenceNode:
 			fail("on line %d is a list; values must be plain scalars", vn.Line)
 		case vn.Kind != yaml.ScalarNode:
@@ -93,6 +102,26 @@ func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) 
 		}
 	}
 	return values, keyErrs, nil
+}
+
+// sequence returns the items of a list key's YAML sequence, which must be
+// plain scalars (a null item is an empty string).
+func sequence(vn *yaml.Node) ([]string, error) {
+	items := []string{}
+	for _, item := range vn.Content {
+		if item.Kind == yaml.AliasNode && item.Alias != nil {
+			item = item.Alias
+		}
+		if item.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("on line %d has an item that is not a plain scalar", item.Line)
+		}
+		if item.Tag == "!!null" {
+			items = append(items, "")
+			continue
+		}
+		items = append(items, item.Value)
+	}
+	return items, nil
 }
 
 // suggest returns the known key closest to an unknown one, or "".

@@ -2,11 +2,14 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/crashmonitor/monitor/apmon"
 )
 
 // keys lists every configuration key once, with the name the file and the
@@ -55,6 +58,12 @@ var keys = []keySpec{
 	key("stderrErrorLoggingLevel", "40", onReload, asLevel, func(c *Config) *int { return &c.StderrErrorLoggingLevel }),
 
 	key("httpListenAddress", "127.0.0.1:9661", onRestart, asListenAddress, func(c *Config) *string { return &c.HTTPListenAddress }),
+
+	key("apmonDestinations", "", onReload, asApMonDestinations(), func(c *Config) *[]apmon.Destination { return &c.ApMonDestinations }).secret(apmon.MaskList),
+	key("apmonClusterName", "Socorro_Monitor", onReload, asApMonCluster(), func(c *Config) *string { return &c.ApMonClusterName }),
+	key("apmonNodeName", "", onReload, asApMonNode(), func(c *Config) *string { return &c.ApMonNodeName }), // empty = the host name
+	key("apmonInterval", "00:00:30", onReload, asDuration, func(c *Config) *time.Duration { return &c.ApMonInterval }),
+	key("apmonMaxMsgRate", "20", onReload, asInteger[int](1, math.MaxInt32), func(c *Config) *int { return &c.ApMonMaxMsgRate }),
 }
 
 // takesEffect says when a running daemon applies a changed key.
@@ -71,11 +80,14 @@ type keySpec struct {
 	def        string // the default, as the file would spell it
 	hot        bool   // applied without a restart
 	isRequired bool   // an empty value is an error
+	isList     bool   // a YAML sequence is accepted (see kind.items)
 	// mask, for a secret key, hides the secret in a printed value.
 	mask func(printed string) string
 	// parse reads raw into c's field. On failure it returns the problem and
 	// the value as read, for the error to quote.
 	parse func(c *Config, raw string) (read string, err error)
+	// parseItems, set for a list key, reads a YAML sequence into c's field.
+	parseItems func(c *Config, items []string) error
 	// format prints c's field, unmasked.
 	format func(c *Config) string
 	// copy sets dst's field to src's.
@@ -97,8 +109,17 @@ func key[T any](name, def string, when takesEffect, as kind[T], field func(*Conf
 			*field(c) = v
 			return raw, err
 		},
+		parseItems: func(c *Config, items []string) error {
+			if as.items == nil {
+				return errors.New("is a list; the value must be a plain scalar")
+			}
+			v, err := as.items(items)
+			*field(c) = v
+			return err
+		},
 		format: func(c *Config) string { return as.format(*field(c)) },
 		copy:   func(dst, src *Config) { *field(dst) = *field(src) },
+		isList: as.items != nil,
 	}
 }
 
@@ -135,14 +156,29 @@ func maskPassword(s string) string {
 	return mask
 }
 
-// decode builds a Config from get, which returns each key's raw value, and
+// decode builds a Config from get, which returns each key's raw value (a
+// string, or a list of strings for a list key set by a YAML sequence), and
 // returns a *KeyError for each bad key: first the bad values in table order,
 // then the required keys left empty, then the checks across keys.
-func decode(get func(key string) string) (*Config, []error) {
+func decode(get func(key string) any) (*Config, []error) {
 	c := &Config{}
 	var errs, missing []error
 	for _, k := range keys {
-		raw := get(k.name)
+		value := get(k.name)
+		if list, ok := value.([]any); ok { // a sequence, should it come back untyped
+			items := make([]string, len(list))
+			for i, item := range list {
+				items[i] = text(item)
+			}
+			value = items
+		}
+		if items, ok := value.([]string); ok {
+			if err := k.parseItems(c, items); err != nil {
+				errs = append(errs, &KeyError{Key: k.name, Err: err})
+			}
+			continue
+		}
+		raw := text(value)
 		if k.isRequired && raw == "" {
 			missing = append(missing, &KeyError{Key: k.name, Err: errors.New("required")})
 			continue
@@ -161,7 +197,19 @@ func decode(get func(key string) string) (*Config, []error) {
 		c.StderrLineFormatString = c.LogFileLineFormatString
 	}
 	if c.JSONFileSuffix != "" && c.JSONFileSuffix == c.DumpFileSuffix {
-		errs = append(errs, &KeyError{Key: "dumpFileSuffix", Value: get("dumpFileSuffix"), Err: errors.New("is the same as jsonFileSuffix")})
+		errs = append(errs, &KeyError{Key: "dumpFileSuffix", Value: text(get("dumpFileSuffix")), Err: errors.New("is the same as jsonFileSuffix")})
 	}
 	return c, errs
+}
+
+// text is a scalar value as a string (nil is empty).
+func text(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
 }

@@ -21,6 +21,10 @@ type kind[T any] struct {
 	parse  func(s string) (T, error)
 	format func(T) string
 	trim   bool // parse, and an error quotes, the text without surrounding space
+	// items, when set, makes the key a list: a YAML sequence of strings
+	// in the file is read by items, a string (the environment's form) by
+	// parse.
+	items func(items []string) (T, error)
 }
 
 var (

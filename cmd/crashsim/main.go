@@ -4,6 +4,7 @@
 //	crashsim generate  writes crashes into a storage tree as a collector does
 //	crashsim process   runs a simulated processor (the processor protocol, README)
 //	crashsim report    prints queue, archive and log counts as name=value lines
+//	crashsim apmon-listen  prints the ApMon datagrams it receives, decoded
 //
 // The simulated processor is a stand-in for real processors: it registers,
 // heartbeats, claims, reads the crash files and records results exactly as
@@ -36,6 +37,7 @@ commands:
   generate  write crashes into a storage tree as a collector does
   process   run a simulated processor until SIGTERM/SIGINT (SIGUSR1: crash)
   report    print queue, archive and log counts as name=value lines
+  apmon-listen  print each ApMon datagram received on a UDP port, decoded
 
 Run "crashsim <command> -h" for the flags of a command. Flags that are not
 given come from the monitor configuration named by -c (or MONITOR_CONFIG).
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdProcess(ctx, args, stderr)
 	case "report":
 		err = cmdReport(ctx, args, stdout)
+	case "apmon-listen":
+		err = cmdApMonListen(ctx, args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
