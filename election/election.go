@@ -51,9 +51,8 @@ const (
 	// DefaultMargin is how long before its lease could expire (TTL after
 	// the last renewal was sent) a holder that could not renew steps down.
 	DefaultMargin = 500 * time.Millisecond
-	// statementTimeout bounds a standby's statements and the final
-	// resignation. Acquire may wait for the last holder's fenced
-	// transactions, which the fence keeps from idling for longer than 10 s.
+	// statementTimeout bounds a standby's statements. Acquire may wait for the last holder's fenced
+	// transactions, which the fence keeps from idling for longer than 3 s.
 	statementTimeout = 15 * time.Second
 	// connectTimeout bounds one connection attempt.
 	connectTimeout = 10 * time.Second

@@ -19,10 +19,13 @@ const (
 	// plain UPDATE of non-key columns) does not wait for that lock; a
 	// takeover (FOR UPDATE) does, so no fenced transaction commits after
 	// the lease changed hands. It also bounds how long the transaction may
-	// sit idle: a holder frozen inside one (a stopped process, a lost host)
-	// would otherwise hold off the takeover until TCP gives up on it.
+	// sit idle between its statements: a holder frozen inside one (a
+	// stopped process, a lost host) would otherwise hold off the takeover
+	// until TCP gives up on it. 3 s, the lease's TTL, keeps such a takeover
+	// within about a second of the lease's expiry; the monitor's own
+	// transactions never pause that long between statements.
 	fenceQuery = `
-SELECT set_config('idle_in_transaction_session_timeout', '10s', true)
+SELECT set_config('idle_in_transaction_session_timeout', '3s', true)
 FROM monitor_leader
 WHERE id = 1 AND instance = $1 AND term = $2 AND expires_at > clock_timestamp()
 FOR KEY SHARE`
