@@ -374,8 +374,17 @@ func (r *rig) finish(stopFeeding func()) {
 			t.Errorf("processor %d met %d jobs whose files were gone: a crash was queued again after its cleanup", i, s.NotFound)
 		}
 	}
+	// A handover is quiet: the only errors logged are the lost sessions.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, m := range r.monitors {
+		for _, line := range strings.Split(m.proc.LogText(), "\n") {
+			if (strings.Contains(line, " ERROR ") || strings.Contains(line, " CRITICAL ")) &&
+				!strings.Contains(line, "the election session is lost; reconnecting") {
+				t.Errorf("%s logged: %s", m.name, line)
+			}
+		}
+	}
 	if r.overlaps > 0 {
 		t.Errorf("two monitors were active at once in %d samples", r.overlaps)
 	}
