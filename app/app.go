@@ -75,7 +75,8 @@ func (a *App) Reload() {
 }
 
 // Run runs the daemon until ctx is done or a loop fails, then stops what it
-// started and returns. It returns nil when ctx ends it, even before the
+// started and returns. The loops run while this monitor is the active one;
+// it stands by otherwise. It returns nil when ctx ends it, even before the
 // database could be reached; an error when the database cannot be used (a
 // schema missing, older or newer than this build expects, unparsable
 // connection settings) or a loop fails. The stop is bounded: loops still
@@ -113,6 +114,10 @@ func (a *App) Run(ctx context.Context) error {
 		log.Info("serving HTTP", "address", ln.Addr().String())
 	}
 
+	scfg, err := a.sessionConfig()
+	if err != nil {
+		return err
+	}
 	pool, err := a.connect(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -139,21 +144,24 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.reportApMon(gctx) })
 	watching := make(chan struct{})
 	g.Go(func() error { return a.watchConfig(gctx, watching) })
-	a.startLoops(gctx, g, store)
+	// The loops run only while this monitor is the active one.
+	el := a.newElector(scfg)
+	g.Go(func() error { return el.Run(gctx, a.lead(store, el)) })
 	// "monitor started" promises that an edit of the file from now on is
-	// applied: wait for the watch to be in place.
-	select {
-	case <-watching:
-	case <-gctx.Done():
+	// applied, and that the monitor knows whether it is active or standing
+	// by: wait for the watch to be in place and for the first election.
+	for _, c := range []<-chan struct{}{watching, el.Decided()} {
+		select {
+		case <-c:
+		case <-gctx.Done():
+		}
 	}
-	a.figures.SetActive(true)
 	a.figures.Event(figures.EventLifecycle, "monitor started")
 	log.Info("monitor started")
 	a.notify.ready()
 
 	<-gctx.Done()
 	a.notify.stopping()
-	a.figures.SetActive(false)
 	if ctx.Err() != nil {
 		log.Info("monitor stopping", "timeout", shutdownTimeout)
 	}

@@ -1,10 +1,15 @@
 // Package app is the running monitor. An [App] logs its effective settings,
 // connects to the jobs database (retrying until it answers), checks that the
-// schema is the one this build expects, builds the crash storage trees and
-// runs the scanner, priority and cleanup loops together with the
-// configuration watcher until its context is done; then it stops them,
-// waiting at most 15 seconds. [App.Reload] re-reads the configuration file,
-// as an edit of the file does.
+// schema is the one this build expects, and runs the configuration watcher
+// and the election (package election) until its context is done; then it
+// stops them, waiting at most 15 seconds. [App.Reload] re-reads the
+// configuration file, as an edit of the file does.
+//
+// Several monitors may share one database and storageRoot: only the one that
+// holds the lease builds the crash storage trees and runs the scanner,
+// priority and cleanup loops, on a store fenced by the lease of its term;
+// the others stand by with their HTTP server up, and take over when it stops,
+// dies or loses its election session.
 //
 // Under a service manager (NOTIFY_SOCKET set, as systemd does for
 // Type=notify) the App says what it does through the notify protocol:

@@ -235,6 +235,9 @@ func (n *notifier) runningStatus() string {
 	if ok, why := n.figures.Health(); !ok {
 		return "unhealthy: " + why
 	}
+	if !n.figures.Active() {
+		return "standby: another monitor runs the loops"
+	}
 	var queued, cleaned int64
 	for _, m := range n.figures.Throughput() {
 		queued, cleaned = queued+m.Queued, cleaned+m.Cleaned

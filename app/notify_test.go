@@ -57,6 +57,7 @@ func testNotifier() (*notifier, *sent, *testkit.Clock, *testkit.SyncBuffer) {
 		watchdog: time.Second,
 		send:     rec.send,
 	}
+	n.figures.SetActive(true) // the active monitor, unless a test says otherwise
 	return n, rec, clock, log
 }
 
@@ -85,6 +86,14 @@ func TestNotifierPhases(t *testing.T) {
 	n.refresh()
 	n.refresh() // unchanged: not sent again
 	wantSent(t, "running", rec.take(), "STATUS=running: 3 queued, 2 cleaned up in the last hour")
+
+	// Another monitor took over: the status says this one stands by.
+	n.figures.SetActive(false)
+	n.refresh()
+	wantSent(t, "standing by", rec.take(), "STATUS=standby: another monitor runs the loops")
+	n.figures.SetActive(true)
+	n.refresh()
+	rec.take()
 
 	n.reloading()
 	n.reloading()

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -74,10 +75,11 @@ func (r ArchiveResult) Found() bool { return r.JSON != FileMissing || r.Dump != 
 //  2. Each file (dump, then json) is placed in the archive. On the same file
 //     system it is renamed: atomic, so the file is at exactly one of its two
 //     places at any instant. Across file systems (EXDEV, or Options.AlwaysCopy
-//     on the archive) it is copied to a hidden temporary file beside its
-//     target (.<name>.tmp, truncated if an interrupted attempt left one),
-//     fsynced, given its mode, group and modification time, and renamed into
-//     place; so a target that exists is always complete.
+//     on the archive) it is copied to a hidden temporary file of its own
+//     beside its target (.<name>.<tag>.tmp; those interrupted attempts left
+//     are removed once the copy is in place), fsynced, given its mode, group
+//     and modification time, and renamed into place; so a target that exists
+//     is always complete.
 //  3. If anything was copied, the target directory is fsynced, and only then
 //     are the copied sources removed.
 //  4. The pair's name directories that became empty are removed, bottom-up,
@@ -94,6 +96,11 @@ func (r ArchiveResult) Found() bool { return r.JSON != FileMissing || r.Dump != 
 // lost, whatever the order of the kill and the restart; a power failure
 // after a same-file-system rename can at worst put a pair back in the source
 // tree, intact.
+//
+// Two attempts at one pair may also run at once (a monitor that has just lost
+// its lease, and the one that took over): each copies through a temporary file
+// of its own, and an attempt whose source vanished under it (the other moved
+// it) finds the file archived instead of failing. A lost race costs nothing.
 //
 // e may hold only ID (the crash was found in no source tree): ArchivePair
 // then only looks in the archive and reports what is there. For an id without
@@ -212,9 +219,8 @@ func (s *Store) place(src, dst string) (FileOutcome, error) {
 	}
 	if !s.alwaysCopy {
 		err := rename(src, dst)
-		if errors.Is(err, fs.ErrNotExist) {
-			// The target's directory is not there yet (the source was
-			// there a moment ago).
+		if errors.Is(err, fs.ErrNotExist) && present(src) {
+			// The target's directory is not there yet.
 			if err = s.mkdirs(filepath.Dir(dst)); err != nil {
 				return FileMissing, err
 			}
@@ -224,14 +230,36 @@ func (s *Store) place(src, dst string) (FileOutcome, error) {
 		case err == nil:
 			// A crash before the chmod is repaired by alreadyPlaced.
 			return FileMoved, s.ownFile(dst, fi)
+		case errors.Is(err, fs.ErrNotExist) && !present(src):
+			// Another attempt at the same pair (a monitor that has just
+			// lost its lease) moved it a moment ago.
+			return s.alreadyPlaced(dst)
 		case !errors.Is(err, syscall.EXDEV):
 			return FileMissing, err
 		}
 	}
-	if err := s.copyFile(src, dst, fi); err != nil {
+	err = s.copyFile(src, dst, fi)
+	switch {
+	case err == nil:
+		return FileCopied, nil
+	case !errors.Is(err, fs.ErrNotExist):
 		return FileMissing, err
+	case !present(src):
+		// Another attempt at the same pair archived it meanwhile.
+		return s.alreadyPlaced(dst)
+	case regularFile(dst):
+		// Another attempt placed its complete copy and removed the
+		// temporary file of this one as a leftover: the caller removes the
+		// source once the directory is synced, as after a copy of its own.
+		return FileCopied, nil
 	}
-	return FileCopied, nil
+	return FileMissing, err
+}
+
+// regularFile reports whether p is a regular file.
+func regularFile(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // alreadyPlaced handles a source file that is gone: the file is archived if
@@ -270,13 +298,18 @@ func (s *Store) ownFile(p string, fi fs.FileInfo) error {
 // file in dst's directory: written, given the archive's mode and group and
 // src's modification time, fsynced, then renamed into place. The caller
 // fsyncs the directory and removes src.
+//
+// The temporary file's name (.<name>.<tag>.tmp) is this call's own, so that
+// two attempts at one pair (two monitors around a change of the active one)
+// never write into the same file; once the copy is in place, the temporary
+// files that interrupted attempts left beside it are removed.
 func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp := join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+	tmp := join(filepath.Dir(dst), fmt.Sprintf(".%s.%s-%d.tmp", filepath.Base(dst), s.tmpTag, s.tmpSeq.Add(1)))
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = s.mkdirs(filepath.Dir(dst)); err != nil {
@@ -322,7 +355,27 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 	if err = os.Chtimes(tmp, mtime, mtime); err != nil {
 		return err
 	}
-	return rename(tmp, dst)
+	if err = rename(tmp, dst); err != nil {
+		return err
+	}
+	removeLeftovers(dst)
+	return nil
+}
+
+// removeLeftovers removes the temporary files that interrupted copies to dst
+// left beside it (.<name>.tmp, .<name>.<tag>.tmp). It is tidying: a file it
+// cannot remove stays for the next copy to try.
+func removeLeftovers(dst string) {
+	dir, base := filepath.Dir(dst), filepath.Base(dst)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "."+base+".") && strings.HasSuffix(n, ".tmp") && e.Type().IsRegular() {
+			_ = unlink(join(dir, n))
+		}
+	}
 }
 
 // rename renames a file, retrying an interrupted call.

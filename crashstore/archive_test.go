@@ -1,12 +1,15 @@
 package crashstore
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -512,4 +515,74 @@ func TestArchivePairUndatedID(t *testing.T) {
 		t.Errorf("outcome json %v dump %v in %s, want the earlier day's directory", res.JSON, res.Dump, res.Target.NameDir)
 	}
 	checkContent(t, earlier+id2+".dump", "d2")
+}
+
+// TestArchivePairConcurrent: two attempts at the same pair at once (the
+// monitor that has just lost its lease and the one that took over, each with
+// stores of its own) both succeed, and leave the pair archived once, whole,
+// with nothing behind: by renames, and by copies through temporary files.
+func TestArchivePairConcurrent(t *testing.T) {
+	t.Parallel()
+	for name, opts := range map[string]Options{"Rename": {}, "Copy": {AlwaysCopy: true}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const pairs = 200
+			dir := t.TempDir()
+			open := func(root string, o Options) *Store {
+				o.GID, o.FilePerm, o.Now = -1, 0o640, func() time.Time { return testNow }
+				return New(filepath.Join(dir, root), o)
+			}
+			sources := [2]*Store{open("root", Options{}), open("root", Options{})}
+			archives := [2]*Store{open("archive", opts), open("archive", opts)}
+			entries := make([]Entry, pairs)
+			for i := range entries {
+				id := fmt.Sprintf("%08x-4b1d-4e1f-9a5c-0000%02d%s", i, 2, testNow.Format("060102"))
+				dump := bytes.Repeat([]byte(id), 1+i%50) // up to 1.8 kB, so that copies take a moment
+				e, err := sources[0].NewEntry(id, "web1", testNow, dump, []byte(id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				entries[i] = e
+			}
+			for _, e := range entries {
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				var errs [2]error
+				var res [2]ArchiveResult
+				for k := range 2 {
+					wg.Go(func() {
+						<-start
+						res[k], errs[k] = sources[k].ArchivePair(t.Context(), e, archives[k])
+					})
+				}
+				close(start)
+				wg.Wait()
+				for k := range 2 {
+					if errs[k] != nil || !res[k].Complete() {
+						t.Errorf("%s: attempt %d: %+v, %v", e.ID, k, res[k], errs[k])
+					}
+				}
+			}
+			got := filesUnder(t, archives[0].Root())
+			if len(got) != 2*pairs {
+				t.Errorf("the archive holds %d files, want %d (each pair once, no temporary file)", len(got), 2*pairs)
+			}
+			for _, f := range got {
+				if strings.HasSuffix(f, ".tmp") {
+					t.Errorf("temporary file left: %s", f)
+				}
+			}
+			for i, e := range entries {
+				dst, err := archives[0].archiveTarget(t.Context(), Entry{ID: e.ID})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkContent(t, dst.DumpPath, strings.Repeat(e.ID, 1+i%50))
+				checkContent(t, dst.JSONPath, e.ID)
+			}
+			if left := filesUnder(t, sources[0].Root()); len(left) != 0 {
+				t.Errorf("the source tree holds %v", left)
+			}
+		})
+	}
 }

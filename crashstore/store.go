@@ -1,11 +1,13 @@
 package crashstore
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -106,6 +108,10 @@ type Store struct {
 	slotLen                time.Duration
 	now                    func() time.Time
 	problem                func(string, error)
+	// tmpTag and tmpSeq name the temporary files of copies into this tree:
+	// a tag no other Store shares, and a count.
+	tmpTag string
+	tmpSeq atomic.Uint64
 }
 
 // New returns the Store of the tree at root. Nothing is touched on disk: the
@@ -125,6 +131,7 @@ func New(root string, opts Options) *Store {
 		alwaysCopy:    opts.AlwaysCopy,
 		now:           opts.Now,
 		problem:       opts.Problem,
+		tmpTag:        strings.ToLower(rand.Text()[:8]),
 	}
 	switch s.root {
 	case ".":

@@ -145,6 +145,7 @@ const (
 	EventReload    = "reload"    // the configuration was reloaded
 	EventLifecycle = "lifecycle" // the monitor started or stopped
 	EventCleanup   = "cleanup"   // cleanups failing
+	EventElection  = "election"  // this monitor became active, stood by or stepped down
 )
 
 // Event records a notable event; the latest 50 are kept.

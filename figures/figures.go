@@ -151,7 +151,7 @@ func (f *Figures) SetDB(db StatusReader) {
 // it and share its result.
 func (f *Figures) DB(ctx context.Context) (queue.Status, time.Time, error) {
 	if f == nil {
-		return queue.Status{}, time.Time{}, errNoDatabase
+		return queue.Status{}, time.Time{}, ErrNoDatabase
 	}
 	f.readMu.Lock()
 	defer f.readMu.Unlock()
@@ -159,7 +159,7 @@ func (f *Figures) DB(ctx context.Context) (queue.Status, time.Time, error) {
 	last, db := f.db, f.opts.DB
 	f.mu.Unlock()
 	if db == nil {
-		return queue.Status{}, time.Time{}, errNoDatabase
+		return queue.Status{}, time.Time{}, ErrNoDatabase
 	}
 	now := f.opts.Now()
 	if !last.at.IsZero() && now.Sub(last.at) < MinRead && (last.err == nil || now.Sub(last.errAt) < MinRead) {
@@ -185,8 +185,9 @@ func (f *Figures) DB(ctx context.Context) (queue.Status, time.Time, error) {
 	return st, now, nil
 }
 
-// errNoDatabase is DB's error when the figures have no database.
-var errNoDatabase = errors.New("no database connection yet")
+// ErrNoDatabase is DB's error when the figures have no database (the
+// daemon has not connected yet).
+var ErrNoDatabase = errors.New("no database connection yet")
 
 // now returns the figures' clock.
 func (f *Figures) now() time.Time { return f.opts.Now() }

@@ -256,3 +256,58 @@ func TestNilFigures(t *testing.T) {
 		t.Error("nil figures unhealthy")
 	}
 }
+
+// TestLoopsStopped: a monitor whose loops stopped in the middle of a pass
+// (it stepped down) is healthy however long it then stands by.
+func TestLoopsStopped(t *testing.T) {
+	t.Parallel()
+	clk := testkit.NewClock(time.Now())
+	f := figures.New(figures.Options{Now: clk.Now})
+	f.SetActive(true)
+	f.PassStarted(figures.LoopScanner, 10*time.Second)
+	f.SetActive(false)
+	f.PassEnded(figures.LoopScanner, time.Second, nil) // cancelled
+	f.LoopsStopped()
+	clk.Add(time.Hour)
+	if ok, why := f.Health(); !ok {
+		t.Errorf("a standby whose loops stopped is unhealthy: %s", why)
+	}
+	if p := f.Passes(); len(p) != 1 || p[0].Running || p[0].Waiting {
+		t.Errorf("passes after the loops stopped: %+v", p)
+	}
+}
+
+// TestReportMonitors: the report names the active monitor and the
+// standbys, in JSON and in text.
+func TestReportMonitors(t *testing.T) {
+	t.Parallel()
+	since := time.Date(2026, 11, 22, 14, 3, 7, 0, time.Local)
+	st := queue.Status{
+		Active: &queue.Leader{Instance: queue.Instance{ID: "a:1:x", Host: "monitor-a", PID: 4711}, Term: 3, Since: since, Valid: true},
+		Standbys: []queue.MonitorInstance{
+			{Instance: queue.Instance{ID: "b:2:y", Host: "monitor-b", PID: 4712}, Started: since, Seen: since.Add(time.Minute)},
+		},
+	}
+	rep := figures.StatusReport(st)
+	if a := rep.ActiveMonitor; a == nil || a.Host != "monitor-a" || a.PID != 4711 || a.Term != 3 || !a.Since.Equal(since) {
+		t.Errorf("ActiveMonitor = %+v", a)
+	}
+	if len(rep.StandbyMonitors) != 1 || rep.StandbyMonitors[0].PID != 4712 {
+		t.Errorf("StandbyMonitors = %+v", rep.StandbyMonitors)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	for _, want := range []string{
+		"active monitor: monitor-a pid 4711, since 2026-11-22 14:03:07 (term 3)\n",
+		"standby monitors: 1\n  monitor-b pid 4712, started 2026-11-22 14:03:07, last seen 2026-11-22 14:04:07\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	figures.StatusReport(queue.Status{}).WriteText(&b)
+	if !strings.Contains(b.String(), "active monitor: none\nstandby monitors: 0\n") {
+		t.Errorf("text report without monitors:\n%s", b.String())
+	}
+}

@@ -97,6 +97,22 @@ func (f *Figures) Waiting(loop string) {
 	h.last, h.waiting = f.now(), true
 }
 
+// LoopsStopped records that the loops have returned (this monitor stepped
+// down or stops): none is in a pass or a wait any more, and none can be
+// stuck, so a standby's health check passes. The next term's loops start
+// afresh.
+func (f *Figures) LoopsStopped() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.health)
+	for _, p := range f.passes {
+		p.Running, p.Waiting = false, false
+	}
+}
+
 // Passes returns what each loop seen so far is doing, in Loops order.
 func (f *Figures) Passes() []PassState {
 	if f == nil {

@@ -21,6 +21,11 @@ type Report struct {
 	PriorityRequests       int64             `json:"priority_requests"`
 	OldestQueuedAgeSeconds *float64          `json:"oldest_queued_age_seconds"`
 	Cleanup                CleanupReport     `json:"cleanup"`
+	// ActiveMonitor is the monitor that runs the loops (it holds the
+	// lease); nil when none does. StandbyMonitors are the other running
+	// monitors, oldest first.
+	ActiveMonitor   *MonitorReport  `json:"active_monitor"`
+	StandbyMonitors []MonitorReport `json:"standby_monitors"`
 	// ReadAt is when the database figures were read; DatabaseError, when
 	// set, says why they could not be read again (they are then the last
 	// good ones, or empty).
@@ -62,6 +67,21 @@ type CleanupFailureReport struct {
 	RetryInSeconds float64   `json:"retry_in_seconds"`
 }
 
+// MonitorReport is one running monitor, by the database. Times are the
+// database clock's.
+type MonitorReport struct {
+	Instance string `json:"instance"`
+	Host     string `json:"host"`
+	PID      int    `json:"pid"`
+	// Since is when the active monitor's term began, or when a standby
+	// started.
+	Since time.Time `json:"since"`
+	// Term is the active monitor's term (every change of holder starts a
+	// new one); LastSeen a standby's latest heartbeat.
+	Term     int64     `json:"term,omitempty"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
 // DaemonReport is what only a running monitor knows.
 type DaemonReport struct {
 	Version string `json:"version"`
@@ -96,6 +116,13 @@ func StatusReport(st queue.Status) Report {
 	}
 	r.Jobs = JobsReport{Queued: st.Queued, Started: st.Started, Succeeded: st.Succeeded, Failed: st.Failed}
 	r.PriorityRequests = st.PriorityRequests
+	if a := st.Active; a != nil {
+		r.ActiveMonitor = &MonitorReport{Instance: a.ID, Host: a.Host, PID: a.PID, Since: a.Since, Term: a.Term}
+	}
+	r.StandbyMonitors = make([]MonitorReport, 0, len(st.Standbys))
+	for _, m := range st.Standbys {
+		r.StandbyMonitors = append(r.StandbyMonitors, MonitorReport{Instance: m.ID, Host: m.Host, PID: m.PID, Since: m.Started, LastSeen: m.Seen})
+	}
 	if st.OldestQueuedAge != nil {
 		s := st.OldestQueuedAge.Seconds()
 		r.OldestQueuedAgeSeconds = &s
@@ -175,6 +202,7 @@ func (r Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "monitor: %s, pid %d on %s, version %s\n", role, d.PID, d.Host, d.Version)
 	}
+	r.writeMonitors(w)
 	fmt.Fprintf(w, "processors: %d (%d live, %d stale, %d dead)\n",
 		len(r.Processors), states["live"], states["stale"], states["dead"])
 	if len(r.Processors) > 0 {
@@ -207,6 +235,20 @@ func (r Report) WriteText(w io.Writer) {
 	}
 	if d := r.Daemon; d != nil {
 		d.writeText(w)
+	}
+}
+
+// writeMonitors writes the active monitor and the standbys.
+func (r Report) writeMonitors(w io.Writer) {
+	const stamp = "2006-01-02 15:04:05"
+	if a := r.ActiveMonitor; a != nil {
+		fmt.Fprintf(w, "active monitor: %s pid %d, since %s (term %d)\n", printable(a.Host), a.PID, a.Since.Format(stamp), a.Term)
+	} else {
+		fmt.Fprintln(w, "active monitor: none")
+	}
+	fmt.Fprintf(w, "standby monitors: %d\n", len(r.StandbyMonitors))
+	for _, m := range r.StandbyMonitors {
+		fmt.Fprintf(w, "  %s pid %d, started %s, last seen %s\n", printable(m.Host), m.PID, m.Since.Format(stamp), m.LastSeen.Format(stamp))
 	}
 }
 

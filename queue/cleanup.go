@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -152,7 +153,8 @@ func (s *Store) DeleteFinishedJobs(ctx context.Context, uuids []string) (int64, 
 		return 0, nil
 	}
 	var n int64
-	if err := s.pool.QueryRow(ctx, deleteFinishedJobsQuery, uuids).Scan(&n); err != nil {
+	err := s.write(ctx, func(q dbtx) error { return q.QueryRow(ctx, deleteFinishedJobsQuery, uuids).Scan(&n) })
+	if err != nil {
 		return 0, DBError(err, "delete %d finished jobs", len(uuids))
 	}
 	return n, nil
@@ -178,16 +180,20 @@ func (s *Store) RecordCleanupFailures(ctx context.Context, failures []CleanupFai
 		uuids = append(uuids, f.UUID)
 		errs = append(errs, f.Error)
 	}
-	rows, err := s.pool.Query(ctx, recordCleanupFailuresQuery, uuids, errs, interval(first), interval(max))
-	if err != nil {
-		return nil, DBError(err, "record %d cleanup failures", len(uuids))
-	}
-	retries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CleanupRetry, error) {
-		var r CleanupRetry
-		var in pgtype.Interval
-		err := row.Scan(&r.UUID, &r.Attempts, &in)
-		r.RetryIn = duration(in)
-		return r, err
+	var retries []CleanupRetry
+	err := s.write(ctx, func(q dbtx) error {
+		rows, err := q.Query(ctx, recordCleanupFailuresQuery, uuids, errs, interval(first), interval(max))
+		if err != nil {
+			return err
+		}
+		retries, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CleanupRetry, error) {
+			var r CleanupRetry
+			var in pgtype.Interval
+			err := row.Scan(&r.UUID, &r.Attempts, &in)
+			r.RetryIn = duration(in)
+			return r, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, DBError(err, "record %d cleanup failures", len(uuids))
@@ -198,7 +204,11 @@ func (s *Store) RecordCleanupFailures(ctx context.Context, failures []CleanupFai
 // PurgeCleanupFailures forgets the failure records of jobs that no longer
 // exist or are no longer finished, and returns how many it removed.
 func (s *Store) PurgeCleanupFailures(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, purgeCleanupFailuresQuery)
+	var tag pgconn.CommandTag
+	err := s.write(ctx, func(q dbtx) (err error) {
+		tag, err = q.Exec(ctx, purgeCleanupFailuresQuery)
+		return err
+	})
 	if err != nil {
 		return 0, DBError(err, "purge cleanup failures")
 	}

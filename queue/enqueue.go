@@ -76,7 +76,7 @@ func (s *Store) Enqueue(ctx context.Context, ids []string, priority int, checkIn
 	ids = distinct(ids)
 
 	var inserted map[string]int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var procs []dispatch.Load
 		if loads.Fresh(time.Now()) {
 			procs = loads.Procs()

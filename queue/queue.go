@@ -18,6 +18,13 @@
 // now(), so liveness and ages are computed in SQL against localtimestamp and
 // never against the monitor host's clock.
 //
+// Several monitors may share the database; one of them, the holder of the
+// lease (monitor_leader, migration 007; LeaseSession runs the election's
+// statements on a session of its own), runs the loops. The loops' Store is
+// fenced by the lease of their term (Fenced): every transaction that changes
+// jobs first checks the lease under a lock that a takeover waits for, and
+// fails with ErrNotLeader once it no longer holds.
+//
 // Errors are wrapped once, by DBError, with lower-case context; a missing
 // table is reported as ErrSchemaMissing. Nothing here logs.
 package queue
@@ -36,6 +43,8 @@ import (
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// fence, when set, is the lease the writes check (Fenced).
+	fence *fence
 }
 
 // NewStore returns a Store over pool. The pool's search_path decides which

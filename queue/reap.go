@@ -115,6 +115,9 @@ func (s *Store) reap(ctx context.Context, checkIn time.Duration) (ReapResult, er
 	}
 	// After a commit this does nothing.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := s.checkFence(ctx, tx); err != nil {
+		return res, err
+	}
 
 	rows, err := tx.Query(ctx, lockDeadProcessorsQuery, interval(checkIn))
 	if err != nil {

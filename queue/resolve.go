@@ -133,7 +133,7 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 		onDisk[id] = true
 	}
 	var out []PriorityOutcome
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		r := resolver{tx: tx, checkIn: checkIn}
 		var err error
 		out, err = r.resolve(ctx, ids, onDisk, drop)

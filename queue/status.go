@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,6 +61,13 @@ type Status struct {
 	// CleanupFailures lists the latest of them (at most
 	// StatusCleanupFailures), most recent failure first.
 	CleanupFailures []FailingCleanup
+	// Active is the monitor that holds the lease (runs the loops); nil when
+	// none does (none runs, or the last one stopped and no other took over
+	// yet).
+	Active *Leader
+	// Standbys lists the other running monitors (heartbeat within
+	// StandbySeen), oldest first.
+	Standbys []MonitorInstance
 }
 
 // StatusCleanupFailures is how many failing cleanups Status lists.
@@ -84,9 +92,10 @@ FROM jobs`
 	statusPriorityQuery = `SELECT count(*) FROM priorityjobs`
 )
 
-// Status summarises processors, jobs, priority requests and failing
-// cleanups in one round trip. checkIn is processorCheckInTime: a processor is live when seen within
-// checkIn, dead when not seen within twice checkIn, stale in between.
+// Status summarises processors, jobs, priority requests, failing cleanups
+// and the running monitors in one round trip. checkIn is
+// processorCheckInTime: a processor is live when seen within checkIn, dead
+// when not seen within twice checkIn, stale in between.
 func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, error) {
 	var st Status
 	var b pgx.Batch
@@ -95,6 +104,8 @@ func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, erro
 	b.Queue(statusPriorityQuery)
 	b.Queue(statusCleanupCountQuery)
 	b.Queue(statusCleanupRecentQuery, StatusCleanupFailures)
+	b.Queue(statusLeaderQuery)
+	b.Queue(statusInstancesQuery, interval(StandbySeen))
 	br := s.pool.SendBatch(ctx, &b)
 	if err := readStatus(br, &st); err != nil {
 		_ = br.Close()
@@ -132,5 +143,40 @@ func readStatus(br pgx.BatchResults, st *Status) error {
 	if err := br.QueryRow().Scan(&st.PriorityRequests); err != nil {
 		return err
 	}
-	return readCleanupStatus(br, st)
+	if err := readCleanupStatus(br, st); err != nil {
+		return err
+	}
+	return readMonitorsStatus(br, st)
+}
+
+// readMonitorsStatus reads the results of statusLeaderQuery and
+// statusInstancesQuery from a status batch: the active monitor, and the
+// others as standbys.
+func readMonitorsStatus(br pgx.BatchResults, st *Status) error {
+	var l Leader
+	switch err := scanLeader(br.QueryRow(), &l); {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return err
+	case l.Valid:
+		st.Active = &l
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MonitorInstance, error) {
+		var m MonitorInstance
+		err := row.Scan(&m.ID, &m.Host, &m.PID, &m.Started, &m.Seen)
+		return m, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range all {
+		if st.Active == nil || m.ID != st.Active.ID {
+			st.Standbys = append(st.Standbys, m)
+		}
+	}
+	return nil
 }

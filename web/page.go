@@ -75,6 +75,13 @@ type view struct {
 	PID     int
 	Version string
 
+	// Monitors is set when the report says which monitor is active:
+	// ActiveMonitor names it ("" when none is), Standbys the others.
+	Monitors      bool
+	ActiveMonitor string
+	ActiveFull    string
+	Standbys      []string
+
 	Healthy   bool
 	Unhealthy string
 	// DBError is why the database could not be read; HaveDB is set when
@@ -156,6 +163,7 @@ func newView(rep figures.Report, now time.Time) view {
 			rep.PriorityRequests > 0 || rep.Cleanup.Failing > 0 || rep.OldestQueuedAgeSeconds != nil
 	}
 	v.processors(rep.Processors)
+	v.monitors(rep)
 	for _, c := range rep.Cleanup.Recent {
 		when, full := clock(c.LastFailed)
 		v.Cleanups = append(v.Cleanups, cleanupView{
@@ -197,6 +205,20 @@ func (v *view) processors(ps []figures.ProcessorReport) {
 			pv.LastSeen = p.LastSeen.Format("2006-01-02 15:04:05")
 		}
 		v.Processors = append(v.Processors, pv)
+	}
+}
+
+// monitors names the active monitor and the standbys, when the report
+// knows them (the database was read).
+func (v *view) monitors(rep figures.Report) {
+	v.Monitors = rep.ActiveMonitor != nil || len(rep.StandbyMonitors) > 0 || rep.DatabaseError == ""
+	if a := rep.ActiveMonitor; a != nil {
+		when, full := clock(a.Since)
+		v.ActiveMonitor = fmt.Sprintf("%s · pid %d · since %s", printable(a.Host), a.PID, when)
+		v.ActiveFull = fmt.Sprintf("active since %s, term %d", full, a.Term)
+	}
+	for _, m := range rep.StandbyMonitors {
+		v.Standbys = append(v.Standbys, fmt.Sprintf("%s · pid %d", printable(m.Host), m.PID))
 	}
 }
 

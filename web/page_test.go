@@ -55,6 +55,12 @@ func sampleReport(n int, now time.Time) figures.Report {
 			State: state, LastSeen: &seen, Pending: int64((i * 37) % 250),
 		})
 	}
+	rep.ActiveMonitor = &figures.MonitorReport{Instance: "monitor-1.example.net:4711:x", Host: "monitor-1.example.net", PID: 4711,
+		Since: now.Add(-time.Hour), Term: 7}
+	rep.StandbyMonitors = []figures.MonitorReport{
+		{Instance: "monitor-2:4712:y", Host: "monitor-2.example.net", PID: 4712, Since: now.Add(-time.Hour), LastSeen: now},
+		{Instance: "evil:1:z", Host: "<script>evil</script>", PID: 1, Since: now, LastSeen: now},
+	}
 	rep.Cleanup = figures.CleanupReport{Failing: 3}
 	for i := range 3 {
 		rep.Cleanup.Recent = append(rep.Cleanup.Recent, figures.CleanupFailureReport{
@@ -220,6 +226,8 @@ func TestPageContent(t *testing.T) {
 		"4dd21cc0-49d9-46ae-a42b-fadb42090920", "retry in 4m",
 		"10 older events are not shown.",
 		"<svg", "<polyline", "minutes ago", "jobs / minute",
+		"active monitor: <b>monitor-1.example.net · pid 4711 · since 13:03:07</b>",
+		"standing by: <b>monitor-2.example.net · pid 4712</b>, <b><script>evil</script> · pid 1</b>",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page lacks %q", want)

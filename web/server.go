@@ -143,17 +143,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz: 200 when this monitor runs the loops and its database answers.
+// An unreachable database is said first: a monitor that loses its database
+// also stands by, and the outage is the reason.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	f := s.opts.Figures
-	if !f.Active() {
-		plain(w, http.StatusServiceUnavailable, "standby")
-		return
-	}
-	if _, _, err := f.DB(r.Context()); err != nil {
+	_, _, err := f.DB(r.Context())
+	switch {
+	case err != nil && (f.Active() || !errors.Is(err, figures.ErrNoDatabase)):
 		plain(w, http.StatusServiceUnavailable, "database unreachable: "+err.Error())
-		return
+	case !f.Active():
+		plain(w, http.StatusServiceUnavailable, "standby")
+	default:
+		plain(w, http.StatusOK, "active")
 	}
-	plain(w, http.StatusOK, "active")
 }
 
 // apiStatus serves the report as JSON.
