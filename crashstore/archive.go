@@ -103,8 +103,15 @@ func (r ArchiveResult) Found() bool { return r.JSON != FileMissing || r.Dump != 
 //
 // Errors (a file in the way of a directory, permissions, a full disk, a
 // source that is not a regular file) leave everything as it was or half done
-// in a way the next call finishes; they say which path failed.
+// in a way the next call finishes; they say which path failed. One that
+// concerns a whole file system is a TreeFault of the tree (the archive or
+// this one) holding the failing path.
 func (s *Store) ArchivePair(ctx context.Context, e Entry, archive *Store) (ArchiveResult, error) {
+	res, err := s.archivePair(ctx, e, archive)
+	return res, treeFault(err, archive, s)
+}
+
+func (s *Store) archivePair(ctx context.Context, e Entry, archive *Store) (ArchiveResult, error) {
 	var res ArchiveResult
 	if err := s.checkEntry("archive", e); err != nil {
 		return res, err
@@ -277,12 +284,12 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 	}
 	defer in.Close()
 	tmp := join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
+	out, err := create(tmp, s.filePerm)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = s.mkdirs(filepath.Dir(dst)); err != nil {
 			return err
 		}
-		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
+		out, err = create(tmp, s.filePerm)
 	}
 	if err != nil {
 		return err
@@ -323,6 +330,16 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 		return err
 	}
 	return rename(tmp, dst)
+}
+
+// create creates or truncates a file for writing; its error says "create",
+// so that a refusal is known to be one to write.
+func create(p string, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if pe, ok := err.(*fs.PathError); ok {
+		pe.Op = "create"
+	}
+	return f, err
 }
 
 // rename renames a file, retrying an interrupted call.

@@ -90,8 +90,10 @@ type Options struct {
 }
 
 // Store is one crash storage tree: the standard tree, the deferred tree or an
-// archive. It holds only its configuration, never state about the tree, so a
-// Store is safe for concurrent use and several processes may share a tree.
+// archive. It holds its configuration and, to tell a vanished file system
+// from an empty tree, what CheckRoot last saw of its root; never state about
+// the crashes. A Store is safe for concurrent use and several processes may
+// share a tree.
 type Store struct {
 	root   string // clean
 	prefix string // root plus a separator: "" for ".", "/" for "/"
@@ -106,6 +108,7 @@ type Store struct {
 	slotLen                time.Duration
 	now                    func() time.Time
 	problem                func(string, error)
+	rootState              *rootState
 }
 
 // New returns the Store of the tree at root. Nothing is touched on disk: the
@@ -125,6 +128,7 @@ func New(root string, opts Options) *Store {
 		alwaysCopy:    opts.AlwaysCopy,
 		now:           opts.Now,
 		problem:       opts.Problem,
+		rootState:     &rootState{},
 	}
 	switch s.root {
 	case ".":
