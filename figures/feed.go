@@ -145,6 +145,7 @@ const (
 	EventReload    = "reload"    // the configuration was reloaded
 	EventLifecycle = "lifecycle" // the monitor started or stopped
 	EventCleanup   = "cleanup"   // cleanups failing
+	EventStorage   = "storage"   // a storage tree's file system failed or works again
 )
 
 // Event records a notable event; the latest 50 are kept.
