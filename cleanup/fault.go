@@ -61,7 +61,7 @@ func (c *Cleaner) waits(t *crashstore.Store) bool {
 	if t == nil {
 		return false
 	}
-	_, waiting := c.faults.Waiting(t.Root())
+	_, waiting := c.faults.Waiting(t.Root(), true)
 	return waiting
 }
 

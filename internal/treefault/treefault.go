@@ -78,14 +78,15 @@ func (b *Board) Register(name string, s *crashstore.Store) {
 	}
 }
 
-// Waiting reports whether the work on the tree at root waits for its fault
-// to clear, and until when: once that time has come the work is tried again
-// (and Waiting says false).
-func (b *Board) Waiting(root string) (until time.Time, waiting bool) {
+// Waiting reports whether work on the tree at root waits for its fault to
+// clear, and until when: once that time has come the work is tried again
+// (and Waiting says false). Work that only reads (write false) does not wait
+// for a fault that only concerns changes (a full or read-only file system).
+func (b *Board) Waiting(root string, write bool) (until time.Time, waiting bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.faults[root]
-	if st == nil || !time.Now().Before(st.next) {
+	if st == nil || st.write && !write || !time.Now().Before(st.next) {
 		return time.Time{}, false
 	}
 	return st.next, true

@@ -37,14 +37,14 @@ func TestBoard(t *testing.T) {
 		root := arch.Root()
 		ctx := t.Context()
 
-		if _, waiting := b.Waiting(root); waiting || !b.NextTry(root).IsZero() {
+		if _, waiting := b.Waiting(root, true); waiting || !b.NextTry(root).IsZero() {
 			t.Fatal("a tree without a fault waits")
 		}
 		var waits []time.Duration
 		for range 8 {
 			b.Fail(ctx, logger, fault(crashstore.FaultFull, root, true))
 			b.Fail(ctx, logger, fault(crashstore.FaultFull, root, true)) // another worker, same try
-			until, waiting := b.Waiting(root)
+			until, waiting := b.Waiting(root, true)
 			if !waiting || !until.Equal(b.NextTry(root, "/elsewhere")) {
 				t.Fatalf("after a failure: waiting %v until %v, NextTry %v", waiting, until, b.NextTry(root))
 			}
@@ -62,6 +62,9 @@ func TestBoard(t *testing.T) {
 			t.Errorf("want one line saying what to do:\n%s", log)
 		}
 
+		if _, waiting := b.Waiting(root, false); waiting {
+			t.Error("reading waits for a full file system")
+		}
 		b.Succeed(ctx, logger, root, false)
 		if b.NextTry(root).IsZero() {
 			t.Error("a read that worked ended a full file system's fault")
@@ -77,7 +80,7 @@ func TestBoard(t *testing.T) {
 		if n := strings.Count(buf.String(), "storage fault cleared: archive of failed crashes /srv/archive/failed works again after 2m31s"); n != 1 {
 			t.Errorf("want one line saying the fault cleared after its 2m31s (91s of tries, a minute more):\n%s", buf.String())
 		}
-		if _, waiting := b.Waiting(root); waiting || !b.NextTry(root).IsZero() {
+		if _, waiting := b.Waiting(root, true); waiting || !b.NextTry(root).IsZero() {
 			t.Error("the work still waits after the fault ended")
 		}
 		events := fig.Events()
