@@ -178,6 +178,13 @@ type rootState struct {
 	top  string // the top directory of the root's file system on the root's path
 }
 
+// sawTree reports whether the root was seen holding a tree.
+func (rs *rootState) sawTree() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.held
+}
+
 // CheckRoot reports whether the tree is still where it was, and whether its
 // root holds a tree now (for the daily layout a daily directory, for the
 // flat layout its name or date directory; collectors make them with the

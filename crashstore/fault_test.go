@@ -332,3 +332,25 @@ func TestWalkInboxUnreadable(t *testing.T) {
 		t.Errorf("readable again: Walk = %v, %v; want %v", ids, err, all)
 	}
 }
+
+// TestLookupRemembersTheTree: a Store that has only found crashes (as the
+// priority loop's does) knows the tree was there, so a lookup after it went
+// is a vanished tree, not "not found".
+func TestLookupRemembersTheTree(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(t.TempDir(), "root")
+	writer := crashstore.New(root, crashstore.Options{})
+	a, b := newPair(t, writer, faultID(1), 0), newPair(t, writer, faultID(2), 1)
+	s := crashstore.New(root, crashstore.Options{})
+	if _, err := s.Lookup(t.Context(), a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil { // the mount point, empty
+		t.Fatal(err)
+	}
+	_, err := s.Lookup(t.Context(), b.ID)
+	wantFault(t, "Lookup after the tree went", err, crashstore.FaultVanished, root)
+}

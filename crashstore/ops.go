@@ -234,10 +234,15 @@ func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 // checks the root: a tree whose file system vanished holds nothing, which
 // says nothing about the crash (the TreeFault is returned instead).
 func (s *Store) lookupResult(id string, e Entry, found bool, err error) (Entry, error) {
-	if err == nil && !found {
+	switch {
+	case err == nil && !found:
 		if _, err = s.CheckRoot(); err == nil {
 			return Entry{}, fmt.Errorf("lookup %s: %w", id, ErrNotFound)
 		}
+	case err == nil && !s.rootState.sawTree():
+		// The first crash found: remember where the tree is, so that its
+		// vanishing is told from its emptiness later.
+		_, _ = s.CheckRoot()
 	}
 	if err != nil {
 		return Entry{}, fmt.Errorf("lookup %s: %w", id, treeFault(err, s))

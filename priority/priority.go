@@ -31,7 +31,10 @@
 // WaitForProcessor, warned about once per stretch), a pair still being
 // written or missing one file (rechecked soon, dropped with an ERROR after
 // GiveUp; the crash itself stays on disk for the scanner), a lookup I/O
-// error (retried with backoff), an owner without a priority table (retried;
+// error (retried with backoff), a tree at fault (its file system vanished or
+// failing: kept, never dropped as not found, and looked at again when the
+// board of the trees' faults says, the fault logged once there), an owner
+// without a priority table (retried;
 // after GiveUp the request is dropped, the job keeping its raised priority),
 // a job that changed under the transaction (retried at once).
 //
@@ -51,6 +54,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -109,6 +113,9 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
+	// Faults is the board of the trees' faults the loops share; nil makes
+	// one of the Loop's own.
+	Faults *treefault.Board
 
 	BatchSize        int
 	Settle           time.Duration
@@ -146,6 +153,7 @@ type Loop struct {
 	stores []*crashstore.Store // the trees' stores, in the same order
 	jobs   jobStore
 	logger *slog.Logger
+	faults *treefault.Board
 	wake   chan struct{} // buffered 1: notifications coalesce
 
 	// Owned by the goroutine running passes.
@@ -177,12 +185,19 @@ func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger
 	for i, t := range trees {
 		stores[i] = t.store
 	}
+	faults := cfg.Faults
+	if faults == nil {
+		faults = treefault.New(cfg.Figures)
+	}
+	faults.Register(treefault.StorageRoot, standard)
+	faults.Register(treefault.DeferredStorageRoot, deferred)
 	return &Loop{
 		cfg:    cfg,
 		trees:  trees,
 		stores: stores,
 		jobs:   jobs,
 		logger: logger,
+		faults: faults,
 		wake:   make(chan struct{}, 1),
 	}
 }
