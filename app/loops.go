@@ -10,6 +10,7 @@ import (
 	"github.com/crashmonitor/monitor/cleanup"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/priority"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
@@ -18,15 +19,18 @@ import (
 // startLoops builds the scanner, priority and cleanup loops on store and
 // runs each in g until ctx is done. Their delays and processorCheckInTime
 // are read from the running configuration before every wait, and a reload
-// wakes them.
+// wakes them. They share one board of the storage trees' faults, so that a
+// fault is logged once whichever loop meets it.
 func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.Store) {
 	cfg := a.cfg.Load()
+	faults := treefault.New(a.figures)
 	scanLog := a.loggerFor("scanner")
 	sc := scanner.New(scanner.Config{
 		DelayFunc:   func() time.Duration { return a.cfg.Load().StandardLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Faults:      faults,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 
@@ -40,10 +44,11 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Faults:      faults,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
-	cl := a.newCleaner(store, sc.FirstPassDone(), a.loggerFor("cleanup"))
+	cl := a.newCleaner(store, sc.FirstPassDone(), faults, a.loggerFor("cleanup"))
 	g.Go(func() error { return cl.Run(ctx) })
 }
 
@@ -53,7 +58,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 // restart, so they are read once here; cleanupJobsLoopDelay is read before
 // every wait.
 // Its first pass waits for ready (the scanner's first pass).
-func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog.Logger) *cleanup.Cleaner {
+func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, faults *treefault.Board, logger *slog.Logger) *cleanup.Cleaner {
 	cfg := a.cfg.Load()
 	trees := cleanup.Trees{Standard: a.crashStore(cfg.StorageRoot, logger)}
 	if cfg.DeferredStorageRoot != "" {
@@ -72,6 +77,7 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog
 		Changed:   a.changed.C,
 		Ready:     ready,
 		Figures:   a.figures,
+		Faults:    faults,
 	}, trees, store, logger)
 }
 
