@@ -28,9 +28,9 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 	sc := scanner.New(scanner.Config{
 		DelayFunc:   func() time.Duration { return a.cfg.Load().StandardLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
-		Faults:      faults,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 
@@ -42,9 +42,9 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 	pr := priority.New(priority.Config{
 		DelayFunc:   func() time.Duration { return a.cfg.Load().PriorityLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
-		Faults:      faults,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
@@ -74,10 +74,10 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, faults *tree
 	trees.Failed = archive(cfg.SaveFailedMinidumpsTo)
 	return cleanup.New(cleanup.Config{
 		DelayFunc: func() time.Duration { return a.cfg.Load().CleanupJobsLoopDelay },
+		Faults:    faults,
 		Changed:   a.changed.C,
 		Ready:     ready,
 		Figures:   a.figures,
-		Faults:    faults,
 	}, trees, store, logger)
 }
 

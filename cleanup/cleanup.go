@@ -68,6 +68,9 @@ type Config struct {
 	DelayFunc func() time.Duration // cleanupJobsLoopDelay
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+	// Faults is the board of the trees' faults the loops share; nil makes
+	// one of the Cleaner's own.
+	Faults *treefault.Board
 	// Ready, when not nil, is a channel closed when Run may start its first
 	// pass: the monitor closes it after the scanner's first pass, so that
 	// the inbox links a killed run left behind are settled (their rows
@@ -76,9 +79,6 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
-	// Faults is the board of the trees' faults the loops share; nil makes
-	// one of the Cleaner's own.
-	Faults *treefault.Board
 
 	BatchSize  int
 	Workers    int

@@ -284,15 +284,15 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 	}
 	defer in.Close()
 	tmp := join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
-	out, err := create(tmp, s.filePerm)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = s.mkdirs(filepath.Dir(dst)); err != nil {
 			return err
 		}
-		out, err = create(tmp, s.filePerm)
+		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
 	}
 	if err != nil {
-		return err
+		return creating(err)
 	}
 	defer func() {
 		if out != nil {
@@ -332,14 +332,13 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 	return rename(tmp, dst)
 }
 
-// create creates or truncates a file for writing; its error says "create",
+// creating is the error of opening a file to create it: it says "create",
 // so that a refusal is known to be one to write.
-func create(p string, perm fs.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if pe, ok := err.(*fs.PathError); ok {
+func creating(err error) error {
+	if pe, ok := err.(*fs.PathError); ok && pe.Op == "open" {
 		pe.Op = "create"
 	}
-	return f, err
+	return err
 }
 
 // rename renames a file, retrying an interrupted call.

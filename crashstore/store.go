@@ -100,6 +100,9 @@ type Store struct {
 	layout Layout
 	levels []level
 
+	// rootState is what CheckRoot last saw of the root.
+	rootState *rootState
+
 	jsonSuffix, dumpSuffix string
 	dirPerm, filePerm      fs.FileMode
 	gid                    int
@@ -108,7 +111,6 @@ type Store struct {
 	slotLen                time.Duration
 	now                    func() time.Time
 	problem                func(string, error)
-	rootState              *rootState
 }
 
 // New returns the Store of the tree at root. Nothing is touched on disk: the
@@ -118,6 +120,7 @@ type Store struct {
 func New(root string, opts Options) *Store {
 	s := &Store{
 		root:          filepath.Clean(root),
+		rootState:     &rootState{},
 		layout:        opts.Layout,
 		jsonSuffix:    suffix(opts.JSONSuffix, DefaultJSONSuffix),
 		dumpSuffix:    suffix(opts.DumpSuffix, DefaultDumpSuffix),
@@ -128,7 +131,6 @@ func New(root string, opts Options) *Store {
 		alwaysCopy:    opts.AlwaysCopy,
 		now:           opts.Now,
 		problem:       opts.Problem,
-		rootState:     &rootState{},
 	}
 	switch s.root {
 	case ".":

@@ -110,12 +110,12 @@ type Config struct {
 	CheckInFunc func() time.Duration // processorCheckInTime
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
-
-	// Figures, when not nil, receives what the loop does.
-	Figures *figures.Figures
 	// Faults is the board of the trees' faults the loops share; nil makes
 	// one of the Loop's own.
 	Faults *treefault.Board
+
+	// Figures, when not nil, receives what the loop does.
+	Figures *figures.Figures
 
 	BatchSize        int
 	Settle           time.Duration
