@@ -149,8 +149,7 @@ type Result struct {
 // while Run is running.
 type Loop struct {
 	cfg    Config
-	trees  []tree              // searched in order
-	stores []*crashstore.Store // the trees' stores, in the same order
+	trees  []tree // searched in order
 	jobs   jobStore
 	logger *slog.Logger
 	faults *treefault.Board
@@ -181,10 +180,6 @@ func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger
 	if deferred != nil {
 		trees = append(trees, tree{"deferred", deferred})
 	}
-	stores := make([]*crashstore.Store, len(trees))
-	for i, t := range trees {
-		stores[i] = t.store
-	}
 	faults := cfg.Faults
 	if faults == nil {
 		faults = treefault.New(cfg.Figures)
@@ -194,7 +189,6 @@ func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger
 	return &Loop{
 		cfg:    cfg,
 		trees:  trees,
-		stores: stores,
 		jobs:   jobs,
 		logger: logger,
 		faults: faults,
