@@ -10,6 +10,7 @@ import (
 	"github.com/crashmonitor/monitor/cleanup"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/priority"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
@@ -18,13 +19,16 @@ import (
 // startLoops builds the scanner, priority and cleanup loops on store and
 // runs each in g until ctx is done. Their delays and processorCheckInTime
 // are read from the running configuration before every wait, and a reload
-// wakes them.
+// wakes them. They share one board of the storage trees' faults, so that a
+// fault is logged once whichever loop meets it.
 func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.Store) {
 	cfg := a.cfg.Load()
+	faults := treefault.New(a.figures)
 	scanLog := a.loggerFor("scanner")
 	sc := scanner.New(scanner.Config{
 		DelayFunc:   func() time.Duration { return a.cfg.Load().StandardLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
@@ -38,12 +42,13 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 	pr := priority.New(priority.Config{
 		DelayFunc:   func() time.Duration { return a.cfg.Load().PriorityLoopDelay },
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
+		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
-	cl := a.newCleaner(store, sc.FirstPassDone(), a.loggerFor("cleanup"))
+	cl := a.newCleaner(store, sc.FirstPassDone(), faults, a.loggerFor("cleanup"))
 	g.Go(func() error { return cl.Run(ctx) })
 }
 
@@ -53,7 +58,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 // restart, so they are read once here; cleanupJobsLoopDelay is read before
 // every wait.
 // Its first pass waits for ready (the scanner's first pass).
-func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog.Logger) *cleanup.Cleaner {
+func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, faults *treefault.Board, logger *slog.Logger) *cleanup.Cleaner {
 	cfg := a.cfg.Load()
 	trees := cleanup.Trees{Standard: a.crashStore(cfg.StorageRoot, logger)}
 	if cfg.DeferredStorageRoot != "" {
@@ -69,6 +74,7 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog
 	trees.Failed = archive(cfg.SaveFailedMinidumpsTo)
 	return cleanup.New(cleanup.Config{
 		DelayFunc: func() time.Duration { return a.cfg.Load().CleanupJobsLoopDelay },
+		Faults:    faults,
 		Changed:   a.changed.C,
 		Ready:     ready,
 		Figures:   a.figures,

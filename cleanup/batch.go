@@ -23,6 +23,7 @@ const (
 	outcomeMissing                 // found nowhere: row goes
 	outcomeFailed                  // kept, retried later
 	outcomeDeferred                // still in the inbox: links removed, row kept for the next pass
+	outcomeHeld                    // a tree it needs is at fault: kept, nothing recorded
 )
 
 type jobResult struct {
@@ -91,6 +92,9 @@ func tally(jobs []queue.FinishedJob, results []jobResult) batchOutcome {
 		case outcomeDeferred:
 			b.counts.Deferred++
 			continue
+		case outcomeHeld:
+			b.counts.Held++
+			continue
 		case outcomeFailed:
 			b.counts.Failed++
 			b.failures = append(b.failures, queue.CleanupFailure{UUID: jobs[i].UUID, Error: r.err.Error()})
@@ -111,6 +115,7 @@ func (r *Result) add(c Result) {
 	r.Missing += c.Missing
 	r.Deferred += c.Deferred
 	r.Failed += c.Failed
+	r.Held += c.Held
 }
 
 // finished is the outcome of a batch's database work.
@@ -135,6 +140,9 @@ func (c *Cleaner) finish(ctx context.Context, b batchOutcome) finished {
 		if err := c.syncTrees(); err != nil {
 			// The rows stay; the next pass finds the pairs done and
 			// removes them.
+			if c.fault(ctx, err) {
+				return finished{}
+			}
 			return finished{err: err}
 		}
 	}
@@ -185,6 +193,9 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	if !job.Success {
 		archive, kind = c.trees.Failed, "failed"
 	}
+	if c.waits(archive) || c.waits(c.trees.Standard) {
+		return jobResult{outcome: outcomeHeld}
+	}
 	src, e, err := c.find(ctx, job.UUID)
 	found := err == nil
 	switch {
@@ -206,11 +217,15 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 		if err := src.RemoveLinks(e); err != nil {
 			return c.failed(ctx, fmt.Errorf("remove the inbox links of %s: %w", job.UUID, err))
 		}
+		c.worked(ctx, src, nil, false)
 		return jobResult{outcome: outcomeDeferred}
 	}
 
 	if archive == nil {
 		if !found {
+			if err := c.trees.Standard.ExpectTree(); err != nil {
+				return c.failed(ctx, err)
+			}
 			c.logger.WarnContext(ctx, "crash of a finished job not found for cleanup (deleted by an interrupted pass, or lost); row removed",
 				"uuid", job.UUID)
 			return jobResult{outcome: outcomeMissing}
@@ -218,12 +233,24 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 		if err := src.RemovePair(e); err != nil {
 			return c.failed(ctx, fmt.Errorf("delete %s: %w", job.UUID, err))
 		}
+		c.worked(ctx, src, nil, false)
 		return jobResult{outcome: outcomeDeleted}
 	}
 
 	r, err := src.ArchivePair(ctx, e, archive)
 	if err != nil {
 		return c.failed(ctx, err)
+	}
+	if r.Found() {
+		c.worked(ctx, src, archive, wrote(r))
+	} else {
+		// Gone, by what the trees show: make sure they show everything.
+		if err := c.trees.Standard.ExpectTree(); err != nil {
+			return c.failed(ctx, err)
+		}
+		if _, err := archive.CheckRoot(); err != nil {
+			return c.failed(ctx, err)
+		}
 	}
 	switch {
 	case !r.Found():
@@ -251,21 +278,28 @@ func inInbox(e crashstore.Entry) bool {
 }
 
 // failed is the result of a job whose disk work failed; a failure caused by
-// the loop stopping is no failure of the job.
+// the loop stopping is no failure of the job, nor is a fault of a whole tree
+// (recorded on the board, the job held).
 func (c *Cleaner) failed(ctx context.Context, err error) jobResult {
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		return jobResult{}
+	case errors.Is(err, errHeld), c.fault(ctx, err):
+		return jobResult{outcome: outcomeHeld}
 	}
 	return jobResult{outcome: outcomeFailed, err: err}
 }
 
 // find looks a crash up in the standard tree, then in the deferred tree. It
 // returns the tree holding it, or crashstore.ErrNotFound (with the standard
-// tree) when neither does.
+// tree) when neither does; errHeld when the deferred tree is at fault.
 func (c *Cleaner) find(ctx context.Context, id string) (*crashstore.Store, crashstore.Entry, error) {
 	e, err := c.trees.Standard.Lookup(ctx, id)
 	if !errors.Is(err, crashstore.ErrNotFound) || c.trees.Deferred == nil {
 		return c.trees.Standard, e, err
+	}
+	if c.waits(c.trees.Deferred) {
+		return c.trees.Deferred, crashstore.Entry{}, errHeld
 	}
 	if e, err := c.trees.Deferred.Lookup(ctx, id); !errors.Is(err, crashstore.ErrNotFound) {
 		return c.trees.Deferred, e, err

@@ -19,9 +19,15 @@
 // Nothing stalls the loop: a pair with a file missing is archived as far as
 // it exists and its row removed, with a warning; a crash found nowhere is
 // warned about and its row removed; a job whose disk work fails (a file in
-// the way, permissions, a full disk) is recorded in monitor_cleanup_failures
-// and skipped until its retry time (a minute, doubling to an hour), while the
-// rest of the batch goes on. `monitor status` shows the failing ones.
+// the way, a directory with the wrong permissions) is recorded in
+// monitor_cleanup_failures and skipped until its retry time (a minute,
+// doubling to an hour), while the rest of the batch goes on. `monitor
+// status` shows the failing ones. A fault of a whole tree (a full or
+// read-only file system, its root refusing the monitor, I/O errors, a
+// vanished file system) is no failure of the jobs: those that need the tree
+// wait, as a whole, and are tried again within seconds of its end (see
+// fault.go); the others go on. A crash is never taken for gone while a tree
+// it could be in vanished.
 package cleanup
 
 import (
@@ -33,6 +39,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -61,6 +68,9 @@ type Config struct {
 	DelayFunc func() time.Duration // cleanupJobsLoopDelay
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+	// Faults is the board of the trees' faults the loops share; nil makes
+	// one of the Cleaner's own.
+	Faults *treefault.Board
 	// Ready, when not nil, is a channel closed when Run may start its first
 	// pass: the monitor closes it after the scanner's first pass, so that
 	// the inbox links a killed run left behind are settled (their rows
@@ -95,7 +105,7 @@ type Trees struct {
 
 // jobStore is the slice of *queue.Store the cleanup uses.
 type jobStore interface {
-	FinishedJobs(ctx context.Context, limit int, after *queue.FinishedJob) ([]queue.FinishedJob, error)
+	FinishedJobsOf(ctx context.Context, verdicts queue.Verdicts, limit int, after *queue.FinishedJob) ([]queue.FinishedJob, error)
 	DeleteFinishedJobs(ctx context.Context, uuids []string) (int64, error)
 	RecordCleanupFailures(ctx context.Context, failures []queue.CleanupFailure, first, max time.Duration) ([]queue.CleanupRetry, error)
 	PurgeCleanupFailures(ctx context.Context) (int64, error)
@@ -110,6 +120,8 @@ type Result struct {
 	Incomplete int   // pairs archived with a file missing
 	Failed     int   // jobs whose cleanup failed: kept, retried later
 	Deferred   int   // pairs still in the inbox: taken out of it, cleaned up next pass
+	Held       int   // jobs not tried: a tree they need is at fault
+	Waited     bool  // nothing was tried: the standard tree, or every archive, is at fault
 	Rows       int64 // job rows deleted
 }
 
@@ -119,6 +131,7 @@ type Cleaner struct {
 	trees  Trees
 	jobs   jobStore
 	logger *slog.Logger
+	faults *treefault.Board
 }
 
 // New returns a Cleaner cleaning up the finished jobs of jobs in trees.
@@ -127,11 +140,18 @@ func New(cfg Config, trees Trees, jobs jobStore, logger *slog.Logger) *Cleaner {
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
 	cfg.RetryFirst = cmp.Or(cfg.RetryFirst, DefaultRetryFirst)
 	cfg.RetryMax = max(cmp.Or(cfg.RetryMax, DefaultRetryMax), cfg.RetryFirst)
-	return &Cleaner{cfg: cfg, trees: trees, jobs: jobs, logger: logger}
+	faults := cfg.Faults
+	if faults == nil {
+		faults = treefault.New(cfg.Figures)
+	}
+	c := &Cleaner{cfg: cfg, trees: trees, jobs: jobs, logger: logger, faults: faults}
+	c.register()
+	return c
 }
 
 // Run runs passes until ctx is done: once Ready, then every
-// cleanupJobsLoopDelay. It returns nil when ctx is done.
+// cleanupJobsLoopDelay, and sooner while a tree at fault is due for its next
+// try. It returns nil when ctx is done.
 func (c *Cleaner) Run(ctx context.Context) error {
 	if c.cfg.Ready != nil {
 		select {
@@ -140,14 +160,16 @@ func (c *Cleaner) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.cfg.DelayFunc, Changed: c.cfg.Changed,
+	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.delay, Changed: c.cfg.Changed,
 		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
 	return r.Run(ctx)
 }
 
 // RunOnce does one pass: batch after batch of finished jobs until none is
 // left (but those waiting for a retry), or until a whole batch failed (a
-// problem no job will get past now, such as a full archive disk).
+// problem no job will get past now). Only the jobs whose trees are not at
+// fault are read (see fault.go); the pass stops when the standard tree
+// turns out to be.
 //
 // The database work overlaps the disk work: while the workers archive a
 // batch, the next batch is read (the jobs after the current one's last, in
@@ -156,7 +178,13 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	start := time.Now()
 	progress := loop.NewProgress(c.logger, "cleaning up a backlog")
-	jobs, err := c.jobs.FinishedJobs(ctx, c.cfg.BatchSize, nil)
+	verdicts, ok := c.verdicts(ctx)
+	if !ok {
+		res.Waited = true
+		c.logPass(ctx, res, time.Since(start))
+		return res, nil
+	}
+	jobs, err := c.jobs.FinishedJobsOf(ctx, verdicts, c.cfg.BatchSize, nil)
 	if err != nil {
 		return res, err
 	}
@@ -186,7 +214,7 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 			after := jobs[len(jobs)-1]
 			go func() {
 				defer close(fetched)
-				next, nextErr = c.jobs.FinishedJobs(ctx, c.cfg.BatchSize, &after)
+				next, nextErr = c.jobs.FinishedJobsOf(ctx, verdicts, c.cfg.BatchSize, &after)
 			}()
 		} else {
 			close(fetched)
@@ -216,6 +244,13 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 			c.logger.WarnContext(ctx, "every job of a batch failed its cleanup: the rest waits for the next pass",
 				"failed", len(b.failures))
 			next = nil
+		case b.counts.Held > 0:
+			// A tree turned out to be at fault: read no more of the
+			// jobs that need it.
+			var ok bool
+			if verdicts, ok = c.verdicts(ctx); !ok {
+				next = nil
+			}
 		}
 		jobs = next
 	}
@@ -231,8 +266,10 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 
 func (c *Cleaner) logPass(ctx context.Context, res Result, took time.Duration) {
 	attrs := []any{"archived", res.Archived, "deleted", res.Deleted, "missing", res.Missing,
-		"incomplete", res.Incomplete, "failed", res.Failed, "deferred", res.Deferred, "rows_removed", res.Rows,
-		"duration", took.Round(time.Millisecond)}
+		"incomplete", res.Incomplete, "failed", res.Failed, "deferred", res.Deferred, "held", res.Held,
+		"rows_removed", res.Rows, "duration", took.Round(time.Millisecond)}
+	// Held jobs alone make no line: their tree's fault was logged once, and
+	// a pass comes every few seconds while it lasts.
 	if res.Archived+res.Deleted+res.Missing+res.Failed+res.Deferred == 0 {
 		c.logger.DebugContext(ctx, "cleanup pass", attrs...)
 		return

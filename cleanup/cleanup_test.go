@@ -14,6 +14,7 @@ import (
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/testkit"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/scanner"
 )
@@ -363,23 +364,89 @@ func TestCleanupFailureRecovers(t *testing.T) {
 	}
 }
 
-// TestCleanupEveryJobFails: when a whole batch fails (the archive cannot be
-// created at all) the pass stops instead of trying every finished job.
+// TestCleanupEveryJobFails: when a whole batch fails (a file in the way of
+// the archive's daily directory of every crash) the pass stops instead of
+// trying every finished job.
 func TestCleanupEveryJobFails(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{batchSize: 2, archiveDir: filepath.Join(t.TempDir(), "no", "such", "dir")})
+	b := setup(t, options{batchSize: 2})
 	var ids []string
 	for i := range 5 {
 		ids = append(ids, crashID(i, testDay))
 	}
 	put(t, b.std, false, ids...)
 	finish(t, b.pool, true, ids...)
+	if err := os.MkdirAll(b.successRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.successRoot, testDay.Format("20060102")), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res := b.runOnce(t)
-	if res.Failed != 2 || res.Archived != 0 {
+	if res.Failed != 2 || res.Archived != 0 || res.Held != 0 {
 		t.Errorf("pass = %+v, want the first batch of 2 failed and the pass stopped", res)
 	}
 	if !strings.Contains(b.log.String(), "every job of a batch failed") {
 		t.Errorf("log lacks the stop:\n%s", b.log)
+	}
+}
+
+// TestCleanupArchiveCannotBeMade: an archive whose root cannot be made (the
+// directory that should hold it is missing: a file system not mounted) is a
+// fault of that tree, not of the jobs: they are held, nothing is recorded
+// in monitor_cleanup_failures, one line says what to do, the other archive's
+// jobs go on; once the directory is there, the next try archives them and
+// one line says the fault cleared. (The tests of real file-system faults,
+// which need root, are in fault_test.go.)
+func TestCleanupArchiveCannotBeMade(t *testing.T) {
+	t.Parallel()
+	parent := filepath.Join(t.TempDir(), "not-mounted")
+	// The failed archive's root is elsewhere, where it can be made.
+	b := setup(t, options{batchSize: 3, archiveDir: parent, failedRoot: filepath.Join(t.TempDir(), "failed")})
+	var ok, ko []string
+	for i := range 10 {
+		if id := crashID(i, testDay); i%2 == 0 {
+			ok = append(ok, id)
+		} else {
+			ko = append(ko, id)
+		}
+	}
+	put(t, b.std, false, append(ok, ko...)...)
+	finish(t, b.pool, true, ok...)
+	finish(t, b.pool, false, ko...)
+
+	res := b.runOnce(t)
+	if res.Archived != len(ko) || res.Failed != 0 || res.Held == 0 {
+		t.Errorf("pass = %+v, want the %d failed ones archived, successful ones held", res, len(ko))
+	}
+	checkArchived(t, b.failed, ko, b.std)
+	if got := rows(t, b.pool); !slices.Equal(got, slices.Sorted(slices.Values(ok))) {
+		t.Errorf("jobs left = %v, want the successful ones", got)
+	}
+	if n := testkit.QueryInt(t, b.pool, `SELECT count(*) FROM monitor_cleanup_failures`); n != 0 {
+		t.Errorf("%d failure records for a fault of the archive", n)
+	}
+	// While it waits a pass does not touch the successful jobs.
+	if res := b.runOnce(t); res.Archived+res.Failed != 0 {
+		t.Errorf("pass during the wait = %+v, want nothing tried", res)
+	}
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testkit.EventuallyWithin(t, treefault.MaxRetry+testkit.WaitTimeout(), "the successful crashes archived", func() bool {
+		b.runOnce(t)
+		return len(rows(t, b.pool)) == 0
+	})
+	checkArchived(t, b.successful, ok, b.std)
+	log := b.log.String()
+	if n := strings.Count(log, "storage fault: archive of successful crashes vanished"); n != 1 {
+		t.Errorf("the fault is logged %d times, want once:\n%s", n, log)
+	}
+	if n := strings.Count(log, "storage fault cleared"); n != 1 {
+		t.Errorf("the end of the fault is logged %d times, want once:\n%s", n, log)
+	}
+	if strings.Contains(log, "will be retried") {
+		t.Errorf("the held jobs were logged as failures:\n%s", log)
 	}
 }
 

@@ -27,6 +27,8 @@ type options struct {
 	archiveDir string             // where the archive trees go; "" a temporary directory
 	archive    crashstore.Options // the archives' modes, group, AlwaysCopy
 	batchSize  int
+	stdRoot    string // the standard tree's root; "" toBeProcessed in a temporary directory
+	failedRoot string // the failed archive's root; "" failed in archiveDir
 }
 
 // bundle is a Cleaner over temporary trees and a schema of its own.
@@ -46,13 +48,20 @@ func setup(t testing.TB, o options) *bundle {
 	b := &bundle{pool: pgtest.Schema(t), log: &testkit.SyncBuffer{}}
 	b.jobs = queue.NewStore(b.pool)
 	dir := t.TempDir()
-	b.std = crashstore.New(filepath.Join(dir, "toBeProcessed"), crashstore.Options{GID: -1})
+	stdRoot := o.stdRoot
+	if stdRoot == "" {
+		stdRoot = filepath.Join(dir, "toBeProcessed")
+	}
+	b.std = crashstore.New(stdRoot, crashstore.Options{GID: -1})
 	b.deferred = crashstore.New(filepath.Join(dir, "toBeDeferred"), crashstore.Options{GID: -1})
 	archiveDir := o.archiveDir
 	if archiveDir == "" {
 		archiveDir = dir
 	}
 	b.successRoot, b.failRt = filepath.Join(archiveDir, "successful"), filepath.Join(archiveDir, "failed")
+	if o.failedRoot != "" {
+		b.failRt = o.failedRoot
+	}
 	if !o.noArchives {
 		b.successful = crashstore.New(b.successRoot, o.archive)
 		b.failed = crashstore.New(b.failRt, o.archive)

@@ -110,8 +110,15 @@ func (r ArchiveResult) Found() bool { return r.JSON != FileMissing || r.Dump != 
 //
 // Errors (a file in the way of a directory, permissions, a full disk, a
 // source that is not a regular file) leave everything as it was or half done
-// in a way the next call finishes; they say which path failed.
+// in a way the next call finishes; they say which path failed. One that
+// concerns a whole file system is a TreeFault of the tree (the archive or
+// this one) holding the failing path.
 func (s *Store) ArchivePair(ctx context.Context, e Entry, archive *Store) (ArchiveResult, error) {
+	res, err := s.archivePair(ctx, e, archive)
+	return res, treeFault(err, archive, s)
+}
+
+func (s *Store) archivePair(ctx context.Context, e Entry, archive *Store) (ArchiveResult, error) {
 	var res ArchiveResult
 	if err := s.checkEntry("archive", e); err != nil {
 		return res, err
@@ -318,7 +325,7 @@ func (s *Store) copyFile(src, dst string, fi fs.FileInfo) (err error) {
 		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.filePerm)
 	}
 	if err != nil {
-		return err
+		return creating(err)
 	}
 	defer func() {
 		if out != nil {
@@ -376,6 +383,15 @@ func removeLeftovers(dst string) {
 			_ = unlink(join(dir, n))
 		}
 	}
+}
+
+// creating is the error of opening a file to create it: it says "create",
+// so that a refusal is known to be one to write.
+func creating(err error) error {
+	if pe, ok := err.(*fs.PathError); ok && pe.Op == "open" {
+		pe.Op = "create"
+	}
+	return err
 }
 
 // rename renames a file, retrying an interrupted call.

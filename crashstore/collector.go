@@ -158,6 +158,11 @@ func (s *Store) mkdirs(p string) error {
 		return s.own(p)
 	case errors.Is(err, fs.ErrExist):
 		return nil
+	case p == s.root && errors.Is(err, fs.ErrNotExist):
+		// Not even the directory holding the root is there.
+		f := s.vanished("does not exist and cannot be made")
+		f.Write = true
+		return f
 	}
 	return err
 }

@@ -46,7 +46,7 @@ func (s *Store) Ready(e Entry, settle time.Duration) (bool, time.Time, error) {
 			case derr == nil && d.IsDir():
 				return false, time.Time{}, nil
 			case derr != nil && !notExist(derr):
-				return false, time.Time{}, derr
+				return false, time.Time{}, treeFault(derr, s)
 			}
 			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is missing")
 		case errors.Is(err, fs.ErrNotExist):
@@ -54,7 +54,7 @@ func (s *Store) Ready(e Entry, settle time.Duration) (bool, time.Time, error) {
 		case errors.Is(err, syscall.ENOTDIR):
 			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is not a directory")
 		default:
-			return false, time.Time{}, err
+			return false, time.Time{}, treeFault(err, s)
 		}
 		if !fi.Mode().IsRegular() {
 			return false, time.Time{}, malformed("complete", p, "a "+typeName(fi.Mode().Type())+" where a crash file belongs")
@@ -88,9 +88,9 @@ func (s *Store) RemoveLinks(e Entry) error {
 		return err
 	}
 	if err := unlink(e.DateLink); err != nil {
-		return err
+		return treeFault(err, s)
 	}
-	return unlink(e.NameLink)
+	return treeFault(unlink(e.NameLink), s)
 }
 
 // RemovePair deletes every trace of a crash that Lookup (or Walk) found:
@@ -107,10 +107,10 @@ func (s *Store) RemovePair(e Entry) error {
 	}
 	for _, p := range [...]string{e.DateLink, e.NameLink, e.DumpPath, e.JSONPath} {
 		if err := unlink(p); err != nil {
-			return err
+			return treeFault(err, s)
 		}
 	}
-	return s.pruneNameDirs(e.NameDir)
+	return treeFault(s.pruneNameDirs(e.NameDir), s)
 }
 
 // pruneNameDirs removes the name directory dir if it is empty, then its
@@ -142,7 +142,8 @@ func (s *Store) pruneNameDirs(dir string) error {
 // directory still holding an entry is simply kept. It never removes the root,
 // a daily directory or its date directory (daily), nor <root>/date (flat).
 // It returns how many directories it removed; malformed things are reported
-// as by Walk.
+// as by Walk, directories that cannot be read are passed over (the walk
+// reports them), and a failure of the whole file system (TreeFault) stops it.
 func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
 	cur := s.slotStart(s.nowUTC())
 	removed := 0
@@ -153,7 +154,7 @@ func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
 			return nil // the current slot or later: nothing to remove
 		}
 		if lv != lvLeaf {
-			kids, err := s.list(ctx, n)
+			kids, err := s.list(ctx, n, nil) // the walk reports what cannot be read
 			if err != nil {
 				return err
 			}
@@ -171,6 +172,9 @@ func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
 			removed++
 		case notEmpty(err), errors.Is(err, fs.ErrNotExist):
 		default:
+			if f := treeFault(err, s); AsTreeFault(f) != nil {
+				return f
+			}
 			s.report(n.path, err)
 		}
 		return nil
@@ -189,7 +193,8 @@ func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
 // or not both files exist; DateLink and Slot come from the name link when it
 // is still there (the inbox link may be gone), else they are empty. An
 // invalid id is refused with ErrInvalidID without touching the disk; a crash
-// with neither file anywhere gives ErrNotFound.
+// with neither file anywhere gives ErrNotFound, unless the tree vanished
+// (CheckRoot) or cannot be read: a TreeFault then, never ErrNotFound.
 func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 	if !ValidID(id) {
 		return Entry{}, fmt.Errorf("lookup %q: %w", id, ErrInvalidID)
@@ -197,7 +202,7 @@ func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 	rel := nameBranch + "/" + nameRel(id)
 	if s.layout == LayoutFlat {
 		e, found, err := s.probe(join(s.root, rel), id)
-		return lookupResult(id, e, found, err)
+		return s.lookupResult(id, e, found, err)
 	}
 	day, ok := IDDate(id)
 	if !ok {
@@ -205,9 +210,9 @@ func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 	}
 	first := day.Format("20060102")
 	if e, found, err := s.probe(join(join(s.root, first), rel), id); found || err != nil {
-		return lookupResult(id, e, found, err)
+		return s.lookupResult(id, e, found, err)
 	}
-	days, err := s.list(ctx, node{path: s.root})
+	days, err := s.list(ctx, node{path: s.root}, s.report)
 	if err != nil {
 		return Entry{}, fmt.Errorf("lookup %s: %w", id, err)
 	}
@@ -219,18 +224,28 @@ func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 			return Entry{}, err
 		}
 		if e, found, err := s.probe(join(days[i].path, rel), id); found || err != nil {
-			return lookupResult(id, e, found, err)
+			return s.lookupResult(id, e, found, err)
 		}
 	}
-	return lookupResult(id, Entry{}, false, nil)
+	return s.lookupResult(id, Entry{}, false, nil)
 }
 
-func lookupResult(id string, e Entry, found bool, err error) (Entry, error) {
+// lookupResult is Lookup's answer. Before it says a crash is not there it
+// checks the root: a tree whose file system vanished holds nothing, which
+// says nothing about the crash (the TreeFault is returned instead).
+func (s *Store) lookupResult(id string, e Entry, found bool, err error) (Entry, error) {
 	switch {
-	case err != nil:
-		return Entry{}, fmt.Errorf("lookup %s: %w", id, err)
-	case !found:
-		return Entry{}, fmt.Errorf("lookup %s: %w", id, ErrNotFound)
+	case err == nil && !found:
+		if _, err = s.CheckRoot(); err == nil {
+			return Entry{}, fmt.Errorf("lookup %s: %w", id, ErrNotFound)
+		}
+	case err == nil && !s.rootState.sawTree():
+		// The first crash found: remember where the tree is, so that its
+		// vanishing is told from its emptiness later.
+		_, _ = s.CheckRoot()
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("lookup %s: %w", id, treeFault(err, s))
 	}
 	return e, nil
 }
@@ -278,11 +293,11 @@ func (s *Store) Sync() error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return treeFault(err, s)
 	}
 	defer f.Close()
 	if err := ignoreInterrupt(func() error { return unix.Syncfs(int(f.Fd())) }); err != nil {
-		return fmt.Errorf("sync the file system of %s: %w", s.root, err)
+		return treeFault(&fs.PathError{Op: "syncfs", Path: s.root, Err: err}, s)
 	}
 	return nil
 }

@@ -92,13 +92,18 @@ type Options struct {
 }
 
 // Store is one crash storage tree: the standard tree, the deferred tree or an
-// archive. It holds only its configuration, never state about the tree, so a
-// Store is safe for concurrent use and several processes may share a tree.
+// archive. It holds its configuration and, to tell a vanished file system
+// from an empty tree, what CheckRoot last saw of its root; never state about
+// the crashes. A Store is safe for concurrent use and several processes may
+// share a tree.
 type Store struct {
 	root   string // clean
 	prefix string // root plus a separator: "" for ".", "/" for "/"
 	layout Layout
 	levels []level
+
+	// rootState is what CheckRoot last saw of the root.
+	rootState *rootState
 
 	jsonSuffix, dumpSuffix string
 	dirPerm, filePerm      fs.FileMode
@@ -121,6 +126,7 @@ type Store struct {
 func New(root string, opts Options) *Store {
 	s := &Store{
 		root:          filepath.Clean(root),
+		rootState:     &rootState{},
 		layout:        opts.Layout,
 		jsonSuffix:    suffix(opts.JSONSuffix, DefaultJSONSuffix),
 		dumpSuffix:    suffix(opts.DumpSuffix, DefaultDumpSuffix),

@@ -40,35 +40,57 @@ type node struct {
 // leading outside the name branch or looping back into the date branch,
 // files or symlinks where directories belong, unreadable directories) are
 // handed to Options.Problem and skipped; the walk goes on. A missing root or
-// date branch is an empty tree. fn returning an error stops the walk and
+// date branch is an empty tree, but a root that vanished (CheckRoot, called
+// first) gives its TreeFault, and so does a failure to read the root that
+// concerns its whole file system. fn returning an error stops the walk and
 // Walk returns that error; so does the cancellation of ctx, checked before
 // every link.
 func (s *Store) Walk(ctx context.Context, fn func(Entry) error) error {
-	return s.walk(ctx, node{path: s.root}, fn)
+	return s.WalkInbox(ctx, fn, s.report)
 }
 
-func (s *Store) walk(ctx context.Context, n node, fn func(Entry) error) error {
-	if s.levels[n.li] == lvLeaf {
-		return s.walkLeaf(ctx, n, fn)
+// WalkInbox is Walk handing what it cannot read below the root (a directory
+// or link whose opening or reading fails: permissions, an I/O error, a dead
+// mount) to unreadable instead of Options.Problem, so that the caller can
+// look again soon and tell when it can be read again. Malformed things still
+// go to Options.Problem. unreadable is called on the goroutine running the
+// walk.
+func (s *Store) WalkInbox(ctx context.Context, fn func(Entry) error, unreadable func(path string, err error)) error {
+	if _, err := s.CheckRoot(); err != nil {
+		return err
 	}
-	kids, err := s.list(ctx, n)
+	return s.walk(ctx, node{path: s.root}, fn, unreadable)
+}
+
+func (s *Store) walk(ctx context.Context, n node, fn func(Entry) error, unreadable func(string, error)) error {
+	if s.levels[n.li] == lvLeaf {
+		return s.walkLeaf(ctx, n, fn, unreadable)
+	}
+	kids, err := s.list(ctx, n, unreadable)
 	if err != nil {
 		return err
 	}
 	for _, k := range kids {
-		if err := s.walk(ctx, k, fn); err != nil {
+		if err := s.walk(ctx, k, fn, unreadable); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// skip hands a path that cannot be read to unreadable (nil drops it).
+func skip(unreadable func(string, error), path string, err error) {
+	if unreadable != nil {
+		unreadable(path, err)
+	}
+}
+
 // walkLeaf streams the links of one webhead directory to fn.
-func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error) error {
+func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error, unreadable func(string, error)) error {
 	f, err := openDir(n.path, true)
 	if err != nil {
 		if !notExist(err) {
-			s.report(n.path, err)
+			skip(unreadable, n.path, err)
 		}
 		return nil
 	}
@@ -93,10 +115,15 @@ func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error) erro
 				continue
 			}
 			e, err := s.linkEntry(n.path, name, n.start)
-			if err != nil {
-				if !notExist(err) {
-					s.report(link, err)
-				}
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrMalformed):
+				s.report(link, err)
+				continue
+			case !notExist(err):
+				skip(unreadable, link, err)
+				continue
+			default:
 				continue
 			}
 			if err := fn(e); err != nil {
@@ -107,7 +134,7 @@ func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error) erro
 			return nil
 		}
 		if rerr != nil {
-			s.report(n.path, rerr)
+			skip(unreadable, n.path, rerr)
 			return nil
 		}
 	}
@@ -138,8 +165,10 @@ func (s *Store) linkEntry(leaf, id string, slot time.Time) (Entry, error) {
 
 // list returns the subdirectories of the non-leaf directory n that belong to
 // the next level, sorted chronologically. Only failures of the root itself
-// and cancellation are errors; anything below is reported and skipped.
-func (s *Store) list(ctx context.Context, n node) ([]node, error) {
+// (a TreeFault when they concern its file system) and cancellation are
+// errors; a directory below that cannot be read is handed to unreadable,
+// anything malformed is reported, and both are skipped.
+func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)) ([]node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -154,9 +183,9 @@ func (s *Store) list(ctx context.Context, n node) ([]node, error) {
 			s.report(p, malformed("walk", p, "a "+typeName(fi.Mode().Type())+" where the date directory belongs"))
 		case errors.Is(err, fs.ErrNotExist):
 		case n.li == 0:
-			return nil, err
+			return nil, treeFault(err, s)
 		default:
-			s.report(p, err)
+			skip(unreadable, p, err)
 		}
 		return nil, nil
 	}
@@ -167,9 +196,9 @@ func (s *Store) list(ctx context.Context, n node) ([]node, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
 	case n.li == 0:
-		return nil, err
+		return nil, treeFault(err, s)
 	default:
-		s.report(n.path, err)
+		skip(unreadable, n.path, err)
 		return nil, nil
 	}
 	defer f.Close()
@@ -198,9 +227,9 @@ func (s *Store) list(ctx context.Context, n node) ([]node, error) {
 		}
 		if rerr != nil {
 			if n.li == 0 {
-				return nil, rerr
+				return nil, treeFault(rerr, s)
 			}
-			s.report(n.path, rerr)
+			skip(unreadable, n.path, rerr)
 			break
 		}
 		if err := ctx.Err(); err != nil {
@@ -314,7 +343,7 @@ func (s *Store) WatchDirsUnder(ctx context.Context, dir string) ([]string, error
 		if s.levels[n.li] == lvLeaf {
 			return nil
 		}
-		kids, err := s.list(ctx, n)
+		kids, err := s.list(ctx, n, nil) // the walk reports what cannot be read
 		if err != nil {
 			return err
 		}

@@ -142,6 +142,7 @@ const (
 	EventReaped    = "reaped"    // dead processors reaped
 	EventNoLive    = "no-live"   // a stretch without a live processor began or ended
 	EventDatabase  = "database"  // the database became unreachable or answered again
+	EventStorage   = "storage"   // a storage tree's file system failed or works again
 	EventReload    = "reload"    // the configuration was reloaded
 	EventLifecycle = "lifecycle" // the monitor started or stopped
 	EventCleanup   = "cleanup"   // cleanups failing

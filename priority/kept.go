@@ -1,10 +1,14 @@
 package priority
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
+	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/internal/treefault"
 )
 
 // Reasons a request is kept.
@@ -15,6 +19,7 @@ const (
 	keptNoTable    = "owner has no priority table"
 	keptTell       = "telling the owner failed"
 	keptRetry      = "changed meanwhile"
+	keptFault      = "tree at fault"
 )
 
 // keptRequest is what the loop remembers of a request it could not resolve.
@@ -92,4 +97,59 @@ func (l *Loop) attempts(id, reason string) int {
 		return k.attempts
 	}
 	return 0
+}
+
+// errWaits is the lookup of a crash in a tree that waits for its fault to
+// clear (the board's next try of it).
+type errWaits struct{ until time.Time }
+
+func (e *errWaits) Error() string { return "the tree waits for its fault to clear" }
+
+// find looks for the crash id in the trees in order, as crashstore.Find
+// does, but does not look in a tree waiting for its fault to clear: the
+// request waits with it (errWaits). A lookup that works tells the board.
+func (l *Loop) find(ctx context.Context, id string) (*crashstore.Store, crashstore.Entry, error) {
+	for _, t := range l.trees {
+		root := t.store.Root()
+		if until, waiting := l.faults.Waiting(root, false); waiting {
+			return t.store, crashstore.Entry{}, &errWaits{until}
+		}
+		e, err := t.store.Lookup(ctx, id)
+		switch {
+		case err == nil:
+			l.faults.Succeed(ctx, l.logger, root, false)
+			return t.store, e, nil
+		case !errors.Is(err, crashstore.ErrNotFound):
+			return t.store, e, err
+		}
+	}
+	return l.trees[0].store, crashstore.Entry{}, crashstore.ErrNotFound
+}
+
+// fault records err on the board when it is a fault of a whole tree, and
+// reports whether it was.
+func (l *Loop) fault(ctx context.Context, err error) bool {
+	f := crashstore.AsTreeFault(err)
+	if f != nil {
+		l.faults.Fail(ctx, l.logger, f)
+	}
+	return f != nil
+}
+
+// faultWait reports whether err says that store waits for its fault to
+// clear, and until when the request should wait.
+func (l *Loop) faultWait(ctx context.Context, store *crashstore.Store, err error) (time.Time, bool) {
+	var w *errWaits
+	switch {
+	case errors.As(err, &w):
+		return w.until, true
+	case crashstore.AsTreeFault(err) != nil:
+		l.fault(ctx, err)
+		until, waiting := l.faults.Waiting(store.Root(), false)
+		if !waiting {
+			until = time.Now().Add(treefault.MinRetry)
+		}
+		return until, true
+	}
+	return time.Time{}, false
 }

@@ -89,7 +89,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 		if !ok || o.Status != dispatch.PriorityQueued || loc.entry.DateLink == "" {
 			continue
 		}
-		if err := loc.tree.store.RemoveLinks(loc.entry); err != nil {
+		if err := loc.tree.store.RemoveLinks(loc.entry); err != nil && !l.fault(p.ctx, err) {
 			l.logger.WarnContext(p.ctx, "queued priority crash, but could not remove its inbox links; the scanner will",
 				"uuid", o.ID, "tree", loc.tree.name, "error", err)
 		}
@@ -112,8 +112,13 @@ const (
 // dropped (nowhere, or incomplete for too long).
 func (p *pass) locate(id string, now time.Time) (located, decision) {
 	l := p.l
-	store, e, err := crashstore.Find(p.ctx, id, l.stores...)
+	store, e, err := l.find(p.ctx, id)
 	t := l.tree(store)
+	if until, ok := l.faultWait(p.ctx, store, err); ok {
+		// The tree's fault was logged once, on the board.
+		l.keep(id, keptFault, now, max(until.Sub(now), minPause))
+		return located{}, decideKeep
+	}
 	switch {
 	case errors.Is(err, crashstore.ErrNotFound):
 		l.logger.ErrorContext(p.ctx, "priority crash was never found; request dropped", "uuid", id)
@@ -135,6 +140,10 @@ func (p *pass) locate(id string, now time.Time) (located, decision) {
 	ok, err := store.Complete(e, l.cfg.Settle)
 	if ok {
 		return located{tree: t, entry: e}, decideFound
+	}
+	if until, ok := l.faultWait(p.ctx, store, err); ok {
+		l.keep(id, keptFault, now, max(until.Sub(now), minPause))
+		return located{}, decideKeep
 	}
 	return located{}, p.incomplete(id, t, e, err, now)
 }

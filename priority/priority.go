@@ -31,7 +31,10 @@
 // WaitForProcessor, warned about once per stretch), a pair still being
 // written or missing one file (rechecked soon, dropped with an ERROR after
 // GiveUp; the crash itself stays on disk for the scanner), a lookup I/O
-// error (retried with backoff), an owner without a priority table (retried;
+// error (retried with backoff), a tree at fault (its file system vanished or
+// failing: kept, never dropped as not found, and looked at again when the
+// board of the trees' faults says, the fault logged once there), an owner
+// without a priority table (retried;
 // after GiveUp the request is dropped, the job keeping its raised priority),
 // a job that changed under the transaction (retried at once).
 //
@@ -51,6 +54,7 @@ import (
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -106,6 +110,9 @@ type Config struct {
 	CheckInFunc func() time.Duration // processorCheckInTime
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+	// Faults is the board of the trees' faults the loops share; nil makes
+	// one of the Loop's own.
+	Faults *treefault.Board
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
@@ -142,10 +149,10 @@ type Result struct {
 // while Run is running.
 type Loop struct {
 	cfg    Config
-	trees  []tree              // searched in order
-	stores []*crashstore.Store // the trees' stores, in the same order
+	trees  []tree // searched in order
 	jobs   jobStore
 	logger *slog.Logger
+	faults *treefault.Board
 	wake   chan struct{} // buffered 1: notifications coalesce
 
 	// Owned by the goroutine running passes.
@@ -173,16 +180,18 @@ func New(cfg Config, standard, deferred *crashstore.Store, jobs jobStore, logger
 	if deferred != nil {
 		trees = append(trees, tree{"deferred", deferred})
 	}
-	stores := make([]*crashstore.Store, len(trees))
-	for i, t := range trees {
-		stores[i] = t.store
+	faults := cfg.Faults
+	if faults == nil {
+		faults = treefault.New(cfg.Figures)
 	}
+	faults.Register(treefault.StorageRoot, standard)
+	faults.Register(treefault.DeferredStorageRoot, deferred)
 	return &Loop{
 		cfg:    cfg,
 		trees:  trees,
-		stores: stores,
 		jobs:   jobs,
 		logger: logger,
+		faults: faults,
 		wake:   make(chan struct{}, 1),
 	}
 }

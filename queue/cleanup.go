@@ -56,7 +56,8 @@ const (
 	// without a completion time count as oldest), through
 	// jobs_finished_completed_idx, skipping those whose last cleanup failed
 	// and whose retry time has not come. When $2 is not null, only the jobs
-	// after the job (completeddatetime $3, id $2) in that order.
+	// after the job (completeddatetime $3, id $2) in that order; when $4 is
+	// not null, only those whose success is $4.
 	finishedJobsQuery = `
 SELECT j.id, j.completeddatetime, j.uuid, j.success,
        coalesce(extract(epoch FROM j.completeddatetime - j.queueddatetime), 0)::float8
@@ -69,6 +70,7 @@ WHERE j.success IS NOT NULL
   AND NOT EXISTS (
       SELECT FROM monitor_cleanup_failures f
       WHERE f.uuid = j.uuid AND f.retry_after > localtimestamp)
+  AND ($4::boolean IS NULL OR j.success = $4)
 ORDER BY j.completeddatetime NULLS FIRST, j.id
 LIMIT $1`
 
@@ -122,12 +124,31 @@ LIMIT $1`
 // returned, so that the next batch can be read while the rows of the last
 // one are still there.
 func (s *Store) FinishedJobs(ctx context.Context, limit int, after *FinishedJob) ([]FinishedJob, error) {
+	return s.FinishedJobsOf(ctx, AllVerdicts, limit, after)
+}
+
+// Verdicts selects finished jobs by their processor's verdict.
+type Verdicts uint8
+
+const (
+	AllVerdicts Verdicts = iota // succeeded and failed
+	OnlySucceeded
+	OnlyFailed
+)
+
+// FinishedJobsOf is FinishedJobs for the jobs of verdicts only (the
+// cleanup reads only the jobs whose archive tree can be written).
+func (s *Store) FinishedJobsOf(ctx context.Context, verdicts Verdicts, limit int, after *FinishedJob) ([]FinishedJob, error) {
 	var afterID *int64
 	var afterCompleted pgtype.Timestamp
 	if after != nil {
 		afterID, afterCompleted = &after.id, after.completed
 	}
-	rows, err := s.pool.Query(ctx, finishedJobsQuery, limit, afterID, afterCompleted)
+	var success *bool
+	if verdicts != AllVerdicts {
+		success = new(verdicts == OnlySucceeded)
+	}
+	rows, err := s.pool.Query(ctx, finishedJobsQuery, limit, afterID, afterCompleted, success)
 	if err != nil {
 		return nil, DBError(err, "read finished jobs")
 	}

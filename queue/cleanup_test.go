@@ -89,6 +89,26 @@ INSERT INTO jobs (uuid, owner, queueddatetime, starteddatetime, completeddatetim
 			t.Errorf("FinishedJobs after %s = %v, %v; want %v", want[i], uuidsOf(rest), err, want[i+1:])
 		}
 	}
+	// One verdict only, from the start or after a job of the other one.
+	for _, tt := range []struct {
+		verdicts queue.Verdicts
+		after    int
+		want     []string
+	}{
+		{queue.OnlySucceeded, -1, []string{"nodate-a", "tie-1", "tie-2", "late"}},
+		{queue.OnlyFailed, -1, []string{"nodate-b", "early"}},
+		{queue.OnlyFailed, 2, []string{"early"}},
+		{queue.AllVerdicts, 3, want[4:]},
+	} {
+		var after *queue.FinishedJob
+		if tt.after >= 0 {
+			after = &allFinished(t, store)[tt.after]
+		}
+		got, err := store.FinishedJobsOf(ctx, tt.verdicts, 100, after)
+		if err != nil || !slices.Equal(uuidsOf(got), tt.want) {
+			t.Errorf("FinishedJobsOf(%d, after %d) = %v, %v; want %v", tt.verdicts, tt.after, uuidsOf(got), err, tt.want)
+		}
+	}
 
 	// A job whose cleanup failed waits for its retry time; one whose retry
 	// time has come is back in order.

@@ -36,6 +36,10 @@ type pass struct {
 	toQueue chan<- batch
 	ctx     context.Context // the pipeline's: done when a stage fails
 
+	// What faults explain: unreadable inbox paths (the walk's), unlinks
+	// that failed for the whole tree (the unlinkers').
+	faults walkFaults
+
 	// Owned by the queuer until the pipeline has stopped.
 	res      *Result
 	loads    dispatch.Loads // the live processors' loads, carried from batch to batch
@@ -79,7 +83,7 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		return nil
 	})
-	err := p.s.crashes.Walk(gctx, p.visit)
+	err := p.s.crashes.WalkInbox(gctx, p.visit, p.faults.noteUnreadable)
 	if err == nil {
 		err = p.send()
 	}
@@ -95,6 +99,9 @@ func (p *pass) run(ctx context.Context) error {
 // visit handles one inbox entry of the walk.
 func (p *pass) visit(e crashstore.Entry) error {
 	ok, ready, err := p.s.crashes.Ready(e, p.s.cfg.Settle)
+	if crashstore.AsTreeFault(err) != nil {
+		return err // the tree, not the pair: stop the walk
+	}
 	if err != nil {
 		p.noteIncomplete(e, err)
 		return nil
@@ -218,9 +225,11 @@ func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
 		wg.Go(func() {
 			for i := w; i < len(batch); i += unlinkWorkers {
 				e := batch[i]
-				if err := p.s.crashes.RemoveLinks(e); err != nil {
+				err := p.s.crashes.RemoveLinks(e)
+				if !p.faults.unlinkDone(err) && err != nil {
 					// The job exists; the next pass will find the link, see
-					// the row (ON CONFLICT) and try the removal again.
+					// the row (ON CONFLICT) and try the removal again. (A
+					// fault of the whole tree is logged once, by the pass.)
 					p.s.logger.WarnContext(ctx, "queued crash, but could not remove its inbox links", "uuid", e.ID, "error", err)
 				}
 			}

@@ -13,6 +13,11 @@
 // processorCheckInTime, so the dead-processor sweep keeps its pace), and at
 // once when fsnotify reports something new in the inbox. The periodic walk is
 // the source of truth; the watch only cuts latency.
+//
+// Storage faults (fault.go): an inbox directory that cannot be read is
+// skipped, logged once and retried within seconds; a standard tree whose
+// file system vanished or fails ends the pass with nothing concluded from
+// it, logged once on the board the loops share, and retried on its backoff.
 package scanner
 
 import (
@@ -27,6 +32,7 @@ import (
 	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/internal/treefault"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -59,6 +65,9 @@ type Config struct {
 	CheckInFunc func() time.Duration // processorCheckInTime
 	// Changed, when not nil, returns a channel closed on a reload.
 	Changed func() <-chan struct{}
+	// Faults is the board of the trees' faults the loops share; nil makes
+	// one of the Scanner's own.
+	Faults *treefault.Board
 
 	// Figures, when not nil, receives what the scanner does.
 	Figures *figures.Figures
@@ -93,6 +102,7 @@ type Scanner struct {
 	crashes *crashstore.Store
 	jobs    jobStore
 	logger  *slog.Logger
+	faults  *treefault.Board
 	wake    chan struct{} // buffered 1: watch events coalesce
 	watch   *watcher      // nil when the inbox is not watched
 
@@ -103,6 +113,10 @@ type Scanner struct {
 	lastReap     time.Time               // when the last dead-processor sweep started
 	waitingCount *inboxCount             // the inbox counted while waiting for a live processor
 	firstPass    chan struct{}           // closed when a pass first completes
+	// Inbox directories that could not be read, by path, and how many
+	// passes in a row met some.
+	unreadable      loop.Memory[unreadableDir]
+	unreadableTries int
 }
 
 // incomplete is what the scanner remembers of a pair seen incomplete.
@@ -118,11 +132,17 @@ func New(cfg Config, crashes *crashstore.Store, jobs jobStore, logger *slog.Logg
 	cfg.WaitForProcessor = cmp.Or(cfg.WaitForProcessor, DefaultWaitForProcessor)
 	cfg.WriteWindow = cmp.Or(cfg.WriteWindow, DefaultWriteWindow)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	faults := cfg.Faults
+	if faults == nil {
+		faults = treefault.New(cfg.Figures)
+	}
+	faults.Register(treefault.StorageRoot, crashes)
 	return &Scanner{
 		cfg:       cfg,
 		crashes:   crashes,
 		jobs:      jobs,
 		logger:    logger,
+		faults:    faults,
 		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 	}
@@ -167,7 +187,8 @@ func (s *Scanner) delay() time.Duration {
 }
 
 // RunOnce does one pass: reap dead processors, queue every complete pair in
-// the inbox in submission order, prune emptied date directories.
+// the inbox in submission order, prune emptied date directories. A fault of
+// the standard tree ends it after the reaping, without error (see fault.go).
 func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	checkIn := s.cfg.CheckInFunc()
@@ -189,10 +210,19 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	res.Reaped = reaped
 	s.logReap(ctx, reaped)
 
+	if until, waiting := s.faults.Waiting(s.crashes.Root(), false); waiting {
+		// The standard tree is at fault and not due for a try.
+		s.soon(max(time.Until(until), s.cfg.Recheck))
+		return res, nil
+	}
 	p := pass{s: s, checkIn: checkIn, res: &res}
 	err = p.run(ctx)
+	complete := err == nil
 	if errors.Is(err, errWaiting) {
 		err = nil
+	}
+	if s.treeFault(ctx, err) {
+		return res, nil // nothing is concluded from the walk of a tree at fault
 	}
 	// Forget the pairs no longer incomplete in the inbox, so the memory
 	// stays as small as the set of pairs being written.
@@ -200,10 +230,17 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// The tree may have vanished during the walk.
+	held, err := s.crashes.CheckRoot()
+	if s.treeFault(ctx, err) {
+		return res, nil
+	}
+	s.settleFaults(ctx, &p.faults, held)
+	s.settleUnreadable(ctx, p.faults.unreadable, complete)
 
 	pruned, err := s.crashes.PruneDateDirs(ctx)
 	res.Pruned = pruned
-	if err != nil {
+	if err != nil && !s.treeFault(ctx, err) {
 		return res, fmt.Errorf("prune date directories: %w", err)
 	}
 
@@ -211,9 +248,9 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	case res.Waiting, reaped.NoLiveProcessor:
 		// Work waits for a live processor: hand it out within seconds of
 		// one checking in.
-		s.next = s.cfg.WaitForProcessor
+		s.soon(s.cfg.WaitForProcessor)
 	case p.writing > 0:
-		s.next = s.cfg.Recheck
+		s.soon(s.cfg.Recheck)
 	}
 	s.reportInbox(ctx, res)
 	select {
@@ -263,14 +300,14 @@ func (s *Scanner) reportInbox(ctx context.Context, res Result) {
 	}
 	if s.waitingCount == nil || time.Since(s.waitingCount.at) >= inboxRecount {
 		c := &inboxCount{at: time.Now()}
-		err := s.crashes.Walk(ctx, func(e crashstore.Entry) error {
+		err := s.crashes.WalkInbox(ctx, func(e crashstore.Entry) error {
 			if ok, _ := s.crashes.Complete(e, s.cfg.Settle); ok {
 				c.complete++
 			} else {
 				c.incomplete++
 			}
 			return nil
-		})
+		}, nil) // the pass's walk reports what cannot be read
 		if err != nil {
 			return // stopping, or the walk will fail the next pass too
 		}
