@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -207,7 +206,7 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	case err != nil:
 		return c.failed(ctx, err)
 	}
-	if found && src == c.trees.Standard && inInbox(e) {
+	if found && src == c.trees.Standard && src.Present(e).Inbox {
 		// Queued, but its inbox links outlived the commit (the monitor was
 		// killed in between, and the scanner has not come round yet). Only
 		// the standard tree's inbox is walked by the scanner.
@@ -267,16 +266,6 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	return jobResult{outcome: outcomeArchived}
 }
 
-// inInbox reports whether a crash's date link, which the walks of the
-// scanner read, still exists.
-func inInbox(e crashstore.Entry) bool {
-	if e.DateLink == "" {
-		return false
-	}
-	_, err := os.Lstat(e.DateLink)
-	return err == nil
-}
-
 // failed is the result of a job whose disk work failed; a failure caused by
 // the loop stopping is no failure of the job, nor is a fault of a whole tree
 // (recorded on the board, the job held).
@@ -290,21 +279,27 @@ func (c *Cleaner) failed(ctx context.Context, err error) jobResult {
 	return jobResult{outcome: outcomeFailed, err: err}
 }
 
-// find looks a crash up in the standard tree, then in the deferred tree. It
-// returns the tree holding it, or crashstore.ErrNotFound (with the standard
-// tree) when neither does; errHeld when the deferred tree is at fault.
+// searched returns the trees a finished job's pair is looked for in, in
+// order: the standard tree, then the deferred tree.
+func (t Trees) searched() []*crashstore.Store {
+	if t.Deferred == nil {
+		return []*crashstore.Store{t.Standard}
+	}
+	return []*crashstore.Store{t.Standard, t.Deferred}
+}
+
+// find looks a crash up in the standard tree, then in the deferred tree
+// (crashstore.Find). It returns the tree holding it, or
+// crashstore.ErrNotFound (with the standard tree) when neither does;
+// errHeld when a tree to look in waits for its fault to clear.
 func (c *Cleaner) find(ctx context.Context, id string) (*crashstore.Store, crashstore.Entry, error) {
-	e, err := c.trees.Standard.Lookup(ctx, id)
-	if !errors.Is(err, crashstore.ErrNotFound) || c.trees.Deferred == nil {
-		return c.trees.Standard, e, err
+	held := func(s *crashstore.Store) error {
+		if c.waits(s) {
+			return errHeld
+		}
+		return nil
 	}
-	if c.waits(c.trees.Deferred) {
-		return c.trees.Deferred, crashstore.Entry{}, errHeld
-	}
-	if e, err := c.trees.Deferred.Lookup(ctx, id); !errors.Is(err, crashstore.ErrNotFound) {
-		return c.trees.Deferred, e, err
-	}
-	return c.trees.Standard, crashstore.Entry{}, err
+	return crashstore.Find(ctx, id, held, c.trees.searched()...)
 }
 
 // count tells the figures what a batch whose outcome is recorded did.

@@ -8,11 +8,18 @@ import (
 // Find looks the crash id up in each of stores in turn (the standard tree,
 // then the deferred tree) and returns the first store that holds it, with
 // its entry. When none does it returns ErrNotFound with the first store. A
-// lookup that fails otherwise (an invalid id, an I/O error) ends the search
-// with that store and its error: a crash is never looked for further down
-// while a tree before it could not be read.
-func Find(ctx context.Context, id string, stores ...*Store) (*Store, Entry, error) {
+// lookup that fails otherwise (an invalid id, an I/O error, a fault of the
+// whole tree) ends the search with that store and its error: a crash is
+// never looked for further down while a tree before it could not be read.
+// held, when not nil, is asked before each store is read; an error from it
+// (the tree waits for a fault to clear) ends the search the same way.
+func Find(ctx context.Context, id string, held func(*Store) error, stores ...*Store) (*Store, Entry, error) {
 	for _, s := range stores {
+		if held != nil {
+			if err := held(s); err != nil {
+				return s, Entry{}, err
+			}
+		}
 		e, err := s.Lookup(ctx, id)
 		if !errors.Is(err, ErrNotFound) {
 			return s, e, err

@@ -105,25 +105,25 @@ type errWaits struct{ until time.Time }
 
 func (e *errWaits) Error() string { return "the tree waits for its fault to clear" }
 
-// find looks for the crash id in the trees in order, as crashstore.Find
-// does, but does not look in a tree waiting for its fault to clear: the
-// request waits with it (errWaits). A lookup that works tells the board.
+// find looks for the crash id in the trees in order (crashstore.Find), but
+// does not look in a tree waiting for its fault to clear: the request waits
+// with it (errWaits). A lookup that works tells the board.
 func (l *Loop) find(ctx context.Context, id string) (*crashstore.Store, crashstore.Entry, error) {
-	for _, t := range l.trees {
-		root := t.store.Root()
-		if until, waiting := l.faults.Waiting(root, false); waiting {
-			return t.store, crashstore.Entry{}, &errWaits{until}
-		}
-		e, err := t.store.Lookup(ctx, id)
-		switch {
-		case err == nil:
-			l.faults.Succeed(ctx, l.logger, root, false)
-			return t.store, e, nil
-		case !errors.Is(err, crashstore.ErrNotFound):
-			return t.store, e, err
-		}
+	stores := make([]*crashstore.Store, len(l.trees))
+	for i, t := range l.trees {
+		stores[i] = t.store
 	}
-	return l.trees[0].store, crashstore.Entry{}, crashstore.ErrNotFound
+	held := func(s *crashstore.Store) error {
+		if until, waiting := l.faults.Waiting(s.Root(), false); waiting {
+			return &errWaits{until}
+		}
+		return nil
+	}
+	s, e, err := crashstore.Find(ctx, id, held, stores...)
+	if err == nil {
+		l.faults.Succeed(ctx, l.logger, s.Root(), false)
+	}
+	return s, e, err
 }
 
 // fault records err on the board when it is a fault of a whole tree, and
