@@ -69,6 +69,9 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
+	// Outage, when not nil, is told how passes went: it logs a database
+	// outage once for every loop, and the loop retries within seconds.
+	Outage loop.Outage
 
 	BatchSize  int
 	Workers    int
@@ -141,7 +144,7 @@ func (c *Cleaner) Run(ctx context.Context) error {
 		}
 	}
 	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.cfg.DelayFunc, Changed: c.cfg.Changed,
-		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
+		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures, Outage: c.cfg.Outage}
 	return r.Run(ctx)
 }
 

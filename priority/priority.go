@@ -109,6 +109,10 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
+	// Outage, when not nil, is told how passes and the listener's
+	// connections went: it logs a database outage once for every loop and
+	// the listener, which retry within seconds.
+	Outage loop.Outage
 
 	BatchSize        int
 	Settle           time.Duration
@@ -199,7 +203,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	r := loop.Runner{Name: figures.LoopPriority, Logger: l.logger, DelayFunc: l.delay, Wake: l.wake, Changed: l.cfg.Changed,
-		Pass: loop.Pass(l.RunOnce), Observer: l.cfg.Figures}
+		Pass: loop.Pass(l.RunOnce), Observer: l.cfg.Figures, Outage: l.cfg.Outage}
 	return r.Run(ctx)
 }
 
