@@ -47,6 +47,9 @@ type App struct {
 	figures *figures.Figures
 	// notify tells a service manager what the daemon does.
 	notify *notifier
+	// outage is told by the loops and the priority listener whether the
+	// database answers; it logs an outage once.
+	outage *outage
 }
 
 // New returns the daemon for cfg, logging to logger. It starts nothing; the
@@ -59,6 +62,7 @@ func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
 		CheckIn: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 	})
 	a.notify = newNotifier(logger.Logger, a.figures)
+	a.outage = newOutage(logger.Logger, a.figures)
 	return a
 }
 

@@ -27,6 +27,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Outage:      a.outage,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 
@@ -40,6 +41,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		CheckInFunc: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Outage:      a.outage,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
@@ -72,6 +74,7 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, logger *slog
 		Changed:   a.changed.C,
 		Ready:     ready,
 		Figures:   a.figures,
+		Outage:    a.outage,
 	}, trees, store, logger)
 }
 
