@@ -22,15 +22,29 @@ type PriorityListener struct {
 	conn *pgx.Conn
 }
 
-// ListenPriority opens a connection with the pool's settings (server,
-// credentials, TLS, search_path) and LISTENs on it. The connection is not
-// taken from the pool: it is held for as long as the daemon runs, and
-// holding one of the pool's connections would leave the loops one fewer,
-// while its failure would be the pool's business rather than the
-// listener's. It shows in pg_stat_activity with the pool's application_name
-// (or "monitor") followed by " priority listener". Close it when done.
+// WithSession returns a Store on the same pool whose connections of their
+// own (the priority listener) use cfg rather than the pool's settings: a
+// direct connection to PostgreSQL when the pool goes through a transaction
+// pooler, where LISTEN does not work.
+func (s *Store) WithSession(cfg *pgx.ConnConfig) *Store {
+	return &Store{pool: s.pool, session: cfg}
+}
+
+// ListenPriority opens a connection with the session settings (WithSession),
+// else the pool's (server, credentials, TLS, search_path), and LISTENs on
+// it. The connection is not taken from the pool: it is held for as long as
+// the daemon runs, and holding one of the pool's connections would leave the
+// loops one fewer, while its failure would be the pool's business rather than
+// the listener's. It shows in pg_stat_activity with the settings'
+// application_name (or "monitor") followed by " priority listener". Close it
+// when done.
 func (s *Store) ListenPriority(ctx context.Context) (*PriorityListener, error) {
-	cfg := s.pool.Config().ConnConfig
+	var cfg *pgx.ConnConfig
+	if s.session != nil {
+		cfg = s.session.Copy()
+	} else {
+		cfg = s.pool.Config().ConnConfig
+	}
 	cfg.RuntimeParams["application_name"] = cmp.Or(cfg.RuntimeParams["application_name"], "monitor") + " priority listener"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
