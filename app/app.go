@@ -15,7 +15,6 @@ import (
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/loop"
-	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/web"
 )
 
@@ -47,9 +46,10 @@ type App struct {
 	figures *figures.Figures
 	// notify tells a service manager what the daemon does.
 	notify *notifier
-	// outage is told by the loops and the priority listener whether the
-	// database answers; it logs an outage once.
-	outage *outage
+	// outage is told by the loops whether the database answers, and
+	// listenOutage by the priority listener (the same tracker unless
+	// databaseURL goes through a pooler); each logs an outage once.
+	outage, listenOutage *outage
 }
 
 // New returns the daemon for cfg, logging to logger. It starts nothing; the
@@ -62,7 +62,7 @@ func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
 		CheckIn: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 	})
 	a.notify = newNotifier(logger.Logger, a.figures)
-	a.outage = newOutage(logger.Logger, a.figures)
+	a.outage, a.listenOutage = newOutageTrackers(logger.Logger, a.figures, cfg.Pooled())
 	return a
 }
 
@@ -130,7 +130,10 @@ func (a *App) Run(ctx context.Context) error {
 	// background instead, and Run keeps its bound.
 	closePool := pool.Close
 	defer func() { closePool() }()
-	store := queue.NewStore(pool)
+	store, err := a.newStore(pool)
+	if err != nil {
+		return err
+	}
 	if err := store.CheckSchema(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -42,6 +42,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		Changed:     a.changed.C,
 		Figures:     a.figures,
 		Outage:      a.outage,
+		Listener:    a.listenOutage,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 

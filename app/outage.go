@@ -29,6 +29,7 @@ const outageGrace = time.Second
 type outage struct {
 	logger  *slog.Logger
 	figures *figures.Figures
+	scope   outageScope
 	now     func() time.Time
 	back    loop.Broadcast // notified when the database answers again
 
@@ -38,8 +39,42 @@ type outage struct {
 	down  bool      // the stretch has lasted outageGrace: an outage, logged
 }
 
-func newOutage(logger *slog.Logger, f *figures.Figures) *outage {
-	return &outage{logger: logger, figures: f, now: time.Now}
+// outageScope is what an outage tracker watches, for its log lines.
+type outageScope struct {
+	through string // "" (every connection), or the setting of the connections watched
+	who     string // who retries
+	check   string // what the operator should check
+}
+
+// newOutageTrackers returns the outage tracker of the loops and that of the
+// priority listener. They are one and the same, watching every connection,
+// unless databaseURL goes through a transaction pooler: then the loops'
+// connections through it and the listener's direct one are watched apart,
+// so that one of the two failing alone is one outage rather than one that
+// the other's successes keep ending.
+func newOutageTrackers(logger *slog.Logger, f *figures.Figures, pooled bool) (loops, listener *outage) {
+	if !pooled {
+		o := newOutage(logger, f, outageScope{who: "the loops and the priority listener retry",
+			check: "check that PostgreSQL (and the pooler, when databaseURL goes through one) is up and accepts connections from this host"})
+		return o, o
+	}
+	return newOutage(logger, f, outageScope{through: "databaseURL", who: "the loops retry",
+			check: "check that the pooler and PostgreSQL behind it are up and accept connections from this host"}),
+		newOutage(logger, f, outageScope{through: "databaseSessionURL",
+			who:   "the priority listener retries",
+			check: "priority requests wait for the periodic pass meanwhile; check that PostgreSQL is up and accepts connections from this host"})
+}
+
+func newOutage(logger *slog.Logger, f *figures.Figures, scope outageScope) *outage {
+	return &outage{logger: logger, figures: f, scope: scope, now: time.Now}
+}
+
+// through is the scope's setting as a phrase, "" for every connection.
+func (o *outage) through() string {
+	if o.scope.through == "" {
+		return ""
+	}
+	return " through " + o.scope.through
 }
 
 // Failed reports whether err means that the database is out of reach, and
@@ -56,9 +91,8 @@ func (o *outage) Failed(err error) bool {
 	}
 	if !o.down && now.Sub(o.since) >= outageGrace {
 		o.down = true
-		o.logger.Error(fmt.Sprintf("database unreachable; the loops and the priority listener retry every %s until it answers:"+
-			" check that PostgreSQL (and the pooler, when databaseURL goes through one) is up and accepts connections from this host",
-			loop.MaxOutageBackoff), "error", err)
+		o.logger.Error(fmt.Sprintf("database unreachable%s; %s every %s until it answers: %s",
+			o.through(), o.scope.who, loop.MaxOutageBackoff, o.scope.check), "error", err)
 		o.figures.DatabaseUnreachable(err)
 	}
 	return true
@@ -73,11 +107,11 @@ func (o *outage) Answered() {
 	}
 	took := o.now().Sub(o.since).Round(100 * time.Millisecond)
 	if o.down {
-		o.logger.Info(fmt.Sprintf("database answers again after %s", took), "outage", took)
+		o.logger.Info(fmt.Sprintf("database answers again%s after %s", o.through(), took), "outage", took)
 		o.figures.DatabaseAnswers()
 		o.back.Notify()
 	} else {
-		o.logger.Warn("a database connection was lost; a new one answers", "error", o.first, "after", took)
+		o.logger.Warn("a database connection was lost; a new one answers"+o.through(), "error", o.first, "after", took)
 	}
 	o.since, o.first, o.down = time.Time{}, nil, false
 }

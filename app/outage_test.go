@@ -3,8 +3,8 @@ package app
 import (
 	"errors"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +22,7 @@ func newTestOutage() (*outage, *testkit.Clock, *testkit.SyncBuffer, *figures.Fig
 	var buf testkit.SyncBuffer
 	clk := testkit.NewClock(time.Now())
 	f := figures.New(figures.Options{Now: clk.Now})
-	o := newOutage(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), f)
+	o, _ := newOutageTrackers(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), f, false)
 	o.now = clk.Now
 	return o, clk, &buf, f
 }
@@ -112,5 +112,30 @@ func TestOutageIgnoresOtherErrors(t *testing.T) {
 	}
 	if log := buf.String(); log != "" {
 		t.Errorf("logged:\n%s", log)
+	}
+}
+
+// TestOutagePooledApart: behind a pooler, the listener's direct connection
+// failing while the loops' connections answer is one outage, logged once,
+// not one that each successful pass ends.
+func TestOutagePooledApart(t *testing.T) {
+	t.Parallel()
+	var buf testkit.SyncBuffer
+	clk := testkit.NewClock(time.Now())
+	loops, listener := newOutageTrackers(slog.New(slog.NewTextHandler(&buf, nil)), figures.New(figures.Options{Now: clk.Now}), true)
+	loops.now, listener.now = clk.Now, clk.Now
+	refused := fmt.Errorf("listen: %w", syscall.ECONNREFUSED)
+	for range 20 {
+		listener.Failed(refused)
+		loops.Answered()
+		clk.Add(time.Second)
+	}
+	log := buf.String()
+	if n := strings.Count(log, "database unreachable through databaseSessionURL"); n != 1 || strings.Count(log, "\n") != 1 {
+		t.Errorf("want one line saying the session connections fail:\n%s", log)
+	}
+	listener.Answered()
+	if !strings.Contains(buf.String(), "database answers again through databaseSessionURL after 20s") {
+		t.Errorf("the end of the outage not logged:\n%s", buf.String())
 	}
 }

@@ -44,8 +44,8 @@ func (l *Loop) listen(ctx context.Context) {
 			}
 			continue
 		}
-		if l.cfg.Outage != nil {
-			l.cfg.Outage.Answered()
+		if o := l.listenOutage(); o != nil {
+			o.Answered()
 		}
 		if connected {
 			l.logger.InfoContext(ctx, "priority listener reconnected")
@@ -102,19 +102,28 @@ func sleep(ctx context.Context, d time.Duration, back <-chan struct{}) bool {
 	return true
 }
 
+// listenOutage is the Outage told of the listener's connections, if any.
+func (l *Loop) listenOutage() loop.Outage {
+	if l.cfg.Listener != nil {
+		return l.cfg.Listener
+	}
+	return l.cfg.Outage
+}
+
 // outageFailed tells the Outage of err and reports whether err is the
 // database out of reach.
 func (l *Loop) outageFailed(err error) bool {
-	return l.cfg.Outage != nil && l.cfg.Outage.Failed(err)
+	o := l.listenOutage()
+	return o != nil && o.Failed(err)
 }
 
 // outageBack is the Outage's channel closed when the database answers again
 // (nil without an Outage).
 func (l *Loop) outageBack() <-chan struct{} {
-	if l.cfg.Outage == nil {
-		return nil
+	if o := l.listenOutage(); o != nil {
+		return o.Back()
 	}
-	return l.cfg.Outage.Back()
+	return nil
 }
 
 // serve wakes the loop for every notification on lis, checking the

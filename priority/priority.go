@@ -111,8 +111,10 @@ type Config struct {
 	Figures *figures.Figures
 	// Outage, when not nil, is told how passes and the listener's
 	// connections went: it logs a database outage once for every loop and
-	// the listener, which retry within seconds.
-	Outage loop.Outage
+	// the listener, which retry within seconds. Listener, when not nil, is
+	// told of the listener's connections instead (they go elsewhere than
+	// the passes' when the pool goes through a pooler).
+	Outage, Listener loop.Outage
 
 	BatchSize        int
 	Settle           time.Duration
