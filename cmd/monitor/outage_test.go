@@ -328,20 +328,21 @@ func (r *outageRig) finish() {
 			scanned, prioritized, cleaned, len(ids), r.requested)
 	}
 	stopDaemon(t, r.d)
-	wantArchivedOnce(t, r.dir, ids)
+	wantArchivedOnce(t, r.dir, ids, outageSeed, outageFailRatio)
 	r.checkLog()
 	if left := testkit.Files(t, filepath.Join(r.dir, "toBeProcessed")); len(left) != 0 {
 		t.Errorf("%d files left in the standard tree, e.g. %s", len(left), left[0])
 	}
 }
 
-// wantArchivedOnce checks that each of ids is archived once, in the archive
-// of its outcome, and not in the other.
-func wantArchivedOnce(t *testing.T, dir string, ids []string) {
+// wantArchivedOnce checks that each of ids is archived once under dir, in
+// the archive of its outcome (procsim.Fails with seed and ratio), and not in
+// the other.
+func wantArchivedOnce(t *testing.T, dir string, ids []string, seed uint64, ratio float64) {
 	t.Helper()
 	for _, id := range ids {
 		want, other := "successful", "failed"
-		if procsim.Fails(id, outageSeed, outageFailRatio) {
+		if procsim.Fails(id, seed, ratio) {
 			want, other = other, want
 		}
 		if n := pairFiles(t, filepath.Join(dir, want), id); n != 2 {
