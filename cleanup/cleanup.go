@@ -176,8 +176,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	defer func() {
 		// Never leave it running. Its error is the pass's when the pass
 		// returns through waitFinished; here the pass already failed (or
-		// is stopping) for another reason, so this one is logged.
-		if err := waitFinished(); err != nil && ctx.Err() == nil {
+		// is stopping) for another reason, so this one is logged, unless
+		// it is the database out of reach, which the Outage logs once.
+		if err := waitFinished(); err != nil && ctx.Err() == nil && (c.cfg.Outage == nil || !c.cfg.Outage.Failed(err)) {
 			c.logger.ErrorContext(ctx, "recording the outcome of a cleanup batch failed; its jobs are redone next pass", "error", err)
 		}
 	}()
