@@ -15,6 +15,7 @@ import (
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/logging"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/queue"
 	"github.com/crashmonitor/monitor/web"
 )
 
@@ -130,10 +131,7 @@ func (a *App) Run(ctx context.Context) error {
 	// background instead, and Run keeps its bound.
 	closePool := pool.Close
 	defer func() { closePool() }()
-	store, err := a.newStore(pool)
-	if err != nil {
-		return err
-	}
+	store := queue.NewStore(pool)
 	if err := store.CheckSchema(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -43,6 +43,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		Figures:     a.figures,
 		Outage:      a.outage,
 		Listener:    a.listenOutage,
+		Listen:      a.listenPriority,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 

@@ -156,12 +156,13 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 }
 
-// newStore returns the queue on pool, whose priority listener connects with
-// the session settings (SessionConfig).
-func (a *App) newStore(pool *pgxpool.Pool) (*queue.Store, error) {
+// listenPriority opens the priority listener's connection with the session
+// settings (SessionConfig): on databaseSessionURL when databaseURL goes
+// through a pooler, where a LISTEN would not outlive its transaction.
+func (a *App) listenPriority(ctx context.Context) (*queue.PriorityListener, error) {
 	session, err := SessionConfig(a.cfg.Load())
 	if err != nil {
 		return nil, err
 	}
-	return queue.NewStore(pool).WithSession(session), nil
+	return queue.ListenPriorityWith(ctx, session)
 }

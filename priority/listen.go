@@ -31,7 +31,7 @@ func (l *Loop) listen(ctx context.Context) {
 			return
 		}
 		back = l.outageBack()
-		lis, err := l.jobs.ListenPriority(ctx)
+		lis, err := l.openListener(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -100,6 +100,15 @@ func sleep(ctx context.Context, d time.Duration, back <-chan struct{}) bool {
 	case <-back:
 	}
 	return true
+}
+
+// openListener opens the listener's connection: with Config.Listen, else
+// the store's ListenPriority.
+func (l *Loop) openListener(ctx context.Context) (*queue.PriorityListener, error) {
+	if l.cfg.Listen != nil {
+		return l.cfg.Listen(ctx)
+	}
+	return l.jobs.ListenPriority(ctx)
 }
 
 // listenOutage is the Outage told of the listener's connections, if any.

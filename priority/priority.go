@@ -115,6 +115,10 @@ type Config struct {
 	// told of the listener's connections instead (they go elsewhere than
 	// the passes' when the pool goes through a pooler).
 	Outage, Listener loop.Outage
+	// Listen, when not nil, opens the listener's connection instead of the
+	// store's ListenPriority (on the pool's settings): a direct connection
+	// when the pool goes through a transaction pooler.
+	Listen func(ctx context.Context) (*queue.PriorityListener, error)
 
 	BatchSize        int
 	Settle           time.Duration

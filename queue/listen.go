@@ -22,29 +22,23 @@ type PriorityListener struct {
 	conn *pgx.Conn
 }
 
-// WithSession returns a Store on the same pool whose connections of their
-// own (the priority listener) use cfg rather than the pool's settings: a
-// direct connection to PostgreSQL when the pool goes through a transaction
-// pooler, where LISTEN does not work.
-func (s *Store) WithSession(cfg *pgx.ConnConfig) *Store {
-	return &Store{pool: s.pool, session: cfg}
+// ListenPriority opens a connection with the pool's settings (server,
+// credentials, TLS, search_path) and LISTENs on it, as ListenPriorityWith.
+func (s *Store) ListenPriority(ctx context.Context) (*PriorityListener, error) {
+	return ListenPriorityWith(ctx, s.pool.Config().ConnConfig)
 }
 
-// ListenPriority opens a connection with the session settings (WithSession),
-// else the pool's (server, credentials, TLS, search_path), and LISTENs on
-// it. The connection is not taken from the pool: it is held for as long as
-// the daemon runs, and holding one of the pool's connections would leave the
-// loops one fewer, while its failure would be the pool's business rather than
-// the listener's. It shows in pg_stat_activity with the settings'
-// application_name (or "monitor") followed by " priority listener". Close it
-// when done.
-func (s *Store) ListenPriority(ctx context.Context) (*PriorityListener, error) {
-	var cfg *pgx.ConnConfig
-	if s.session != nil {
-		cfg = s.session.Copy()
-	} else {
-		cfg = s.pool.Config().ConnConfig
-	}
+// ListenPriorityWith opens a connection with cfg and LISTENs on it: with
+// the pool's settings, or with those of a direct connection to PostgreSQL
+// when the pool goes through a transaction pooler, where a LISTEN would not
+// outlive its transaction. The connection is not taken from the pool: it is
+// held for as long as the daemon runs, and holding one of the pool's
+// connections would leave the loops one fewer, while its failure would be
+// the pool's business rather than the listener's. It shows in
+// pg_stat_activity with cfg's application_name (or "monitor") followed by
+// " priority listener"; cfg itself is left unchanged. Close it when done.
+func ListenPriorityWith(ctx context.Context, cfg *pgx.ConnConfig) (*PriorityListener, error) {
+	cfg = cfg.Copy()
 	cfg.RuntimeParams["application_name"] = cmp.Or(cfg.RuntimeParams["application_name"], "monitor") + " priority listener"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

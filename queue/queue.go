@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,9 +36,6 @@ import (
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
-	// session, when not nil, is where connections of their own go (the
-	// priority listener) instead of the pool's settings.
-	session *pgx.ConnConfig
 }
 
 // NewStore returns a Store over pool. The pool's search_path decides which

@@ -609,16 +609,15 @@ func TestListenPriority(t *testing.T) {
 	}
 }
 
-// TestListenPrioritySession: with session settings (a direct connection
+// TestListenPriorityWith: with settings of its own (a direct connection
 // when the pool goes through a pooler), the listener connects with them,
 // not with the pool's, and leaves them unchanged.
-func TestListenPrioritySession(t *testing.T) {
+func TestListenPriorityWith(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Schema(t)
 	session := pool.Config().ConnConfig
 	session.RuntimeParams["application_name"] = "direct"
-	store := queue.NewStore(pool).WithSession(session)
-	lis, err := store.ListenPriority(t.Context())
+	lis, err := queue.ListenPriorityWith(t.Context(), session)
 	if err != nil {
 		t.Fatal(err)
 	}
