@@ -144,7 +144,8 @@ func (c *Cleaner) Run(ctx context.Context) error {
 		}
 	}
 	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.cfg.DelayFunc, Changed: c.cfg.Changed,
-		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures, Outage: c.cfg.Outage}
+		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
+	r.Outage = c.cfg.Outage
 	return r.Run(ctx)
 }
 

@@ -98,6 +98,47 @@ monitor_build_info{version="v-test"} 1
 	}
 }
 
+// failingReader fails its reads while down is set.
+type failingReader struct{ down atomic.Bool }
+
+func (r *failingReader) Status(context.Context, time.Duration) (queue.Status, error) {
+	if r.down.Load() {
+		return queue.Status{}, errors.New("connection refused")
+	}
+	return queue.Status{}, nil
+}
+
+// TestOneOutageOneEventPair: an outage that the loops report and the
+// figures' own reads meet too is one event when it starts and one when it
+// ends, whoever notices first.
+func TestOneOutageOneEventPair(t *testing.T) {
+	t.Parallel()
+	clk := testkit.NewClock(time.Now())
+	db := &failingReader{}
+	f := figures.New(figures.Options{DB: db, Now: clk.Now})
+	db.down.Store(true)
+	f.DatabaseUnreachable(errors.New("connection refused")) // a loop first
+	if _, _, err := f.DB(t.Context()); err == nil {
+		t.Fatal("DB() read through the outage")
+	}
+	f.DatabaseUnreachable(errors.New("connection refused"))
+	db.down.Store(false)
+	clk.Add(figures.MinRead)
+	if _, _, err := f.DB(t.Context()); err != nil { // the figures first
+		t.Fatal(err)
+	}
+	f.DatabaseAnswers()
+	var got []string
+	for _, e := range f.Events() {
+		if e.Kind == figures.EventDatabase {
+			got = append(got, e.Text)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "does not answer: connection refused") || got[1] != "the database answers again" {
+		t.Errorf("database events %q, want the outage's start and end once", got)
+	}
+}
+
 // TestSeriesFromTheFirstScrape: every label value of the contract has its
 // series at 0 before anything happened.
 func TestSeriesFromTheFirstScrape(t *testing.T) {
@@ -257,46 +298,5 @@ func TestNilFigures(t *testing.T) {
 	f.DatabaseAnswers()
 	if ok, _ := f.Health(); !ok {
 		t.Error("nil figures unhealthy")
-	}
-}
-
-// failingReader fails its reads while down is set.
-type failingReader struct{ down atomic.Bool }
-
-func (r *failingReader) Status(context.Context, time.Duration) (queue.Status, error) {
-	if r.down.Load() {
-		return queue.Status{}, errors.New("connection refused")
-	}
-	return queue.Status{}, nil
-}
-
-// TestOneOutageOneEventPair: an outage that the loops report and the
-// figures' own reads meet too is one event when it starts and one when it
-// ends, whoever notices first.
-func TestOneOutageOneEventPair(t *testing.T) {
-	t.Parallel()
-	clk := testkit.NewClock(time.Now())
-	db := &failingReader{}
-	f := figures.New(figures.Options{DB: db, Now: clk.Now})
-	db.down.Store(true)
-	f.DatabaseUnreachable(errors.New("connection refused")) // a loop first
-	if _, _, err := f.DB(t.Context()); err == nil {
-		t.Fatal("DB() read through the outage")
-	}
-	f.DatabaseUnreachable(errors.New("connection refused"))
-	db.down.Store(false)
-	clk.Add(figures.MinRead)
-	if _, _, err := f.DB(t.Context()); err != nil { // the figures first
-		t.Fatal(err)
-	}
-	f.DatabaseAnswers()
-	var got []string
-	for _, e := range f.Events() {
-		if e.Kind == figures.EventDatabase {
-			got = append(got, e.Text)
-		}
-	}
-	if len(got) != 2 || !strings.Contains(got[0], "does not answer: connection refused") || got[1] != "the database answers again" {
-		t.Errorf("database events %q, want the outage's start and end once", got)
 	}
 }
