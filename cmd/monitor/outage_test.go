@@ -31,11 +31,11 @@ const (
 	arrivalEvery = 100 * time.Millisecond
 )
 
-// resumeWithin bounds the time from the database accepting connections
+// outageResumeWithin bounds the time from the database accepting connections
 // again to each loop's first successful pass: the loops retry at most
 // every 2 s during an outage and resume at once when one of them gets
 // through.
-func resumeWithin() time.Duration { return testkit.WaitTimeout() / 2 }
+func outageResumeWithin() time.Duration { return testkit.WaitTimeout() / 2 }
 
 // outageRig is `monitor run` on a private cluster that the test stops and
 // starts, with crashes arriving all along and two simulated processors that
@@ -252,7 +252,7 @@ func (r *outageRig) resumed(before map[string]figures.PassState, back time.Time,
 	t := r.t
 	t.Helper()
 	resumed := map[string]time.Duration{}
-	testkit.EventuallyWithin(t, resumeWithin(), "every loop resuming", func() bool {
+	testkit.EventuallyWithin(t, outageResumeWithin(), "every loop resuming", func() bool {
 		for loop, p := range r.passes() {
 			if _, ok := resumed[loop]; !ok && p.Passes > before[loop].Passes && p.LastError == "" && !p.Running {
 				resumed[loop] = time.Since(back).Round(time.Millisecond)
@@ -261,14 +261,14 @@ func (r *outageRig) resumed(before map[string]figures.PassState, back time.Time,
 		return len(resumed) == len(figures.Loops())
 	})
 	id := r.writeCrash(t.Context(), uint64(time.Now().UnixNano()))
-	testkit.EventuallyWithin(t, resumeWithin(), "a new crash queued", func() bool { return r.queued(id) })
+	testkit.EventuallyWithin(t, outageResumeWithin(), "a new crash queued", func() bool { return r.queued(id) })
 	queued := time.Since(back)
 	r.d.WaitLog(t, "priority listener reconnected", listening+1)
 	want := r.deferredGen.ID(r.requested)
 	r.requested++
 	asked := time.Now()
 	testkit.Exec(t, r.pool, `INSERT INTO priorityjobs (uuid) VALUES ($1)`, want)
-	testkit.EventuallyWithin(t, resumeWithin(), "the priority request resolved", func() bool {
+	testkit.EventuallyWithin(t, outageResumeWithin(), "the priority request resolved", func() bool {
 		return testkit.QueryInt(t, r.pool, `SELECT count(*) FROM priorityjobs`) == 0
 	})
 	return fmt.Sprintf("first pass without error of each loop after %v; a crash written then queued after %s; a priority request resolved in %s",
