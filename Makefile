@@ -18,10 +18,12 @@ build:
 demo: build
 	scripts/demo.sh
 
-## test: provision a throwaway PostgreSQL (unless MONITOR_TEST_DATABASE_URL is set) and headless Chromium (for the
-## status page's browser test), vet, run every test with -race, bench-smoke
+## test: provision a throwaway PostgreSQL (unless MONITOR_TEST_DATABASE_URL is set), headless Chromium (for the
+## status page's browser test) and PgBouncer (for the test through a transaction pooler), vet, run every test with
+## -race, bench-smoke
 test:
 	scripts/ensure-chromium.sh
+	scripts/ensure-pgbouncer.sh
 	scripts/with-postgres.sh $(MAKE) --no-print-directory vet unit bench-smoke
 
 ## bench: the benchmark harness (bin/monitorbench): prints the table of figures and targets, writes bench-results.json

@@ -47,6 +47,10 @@ type App struct {
 	figures *figures.Figures
 	// notify tells a service manager what the daemon does.
 	notify *notifier
+	// outage is told by the loops whether the database answers, and
+	// listenOutage by the priority listener (the same tracker unless
+	// databaseURL goes through a pooler); each logs an outage once.
+	outage, listenOutage *outage
 }
 
 // New returns the daemon for cfg, logging to logger. It starts nothing; the
@@ -59,6 +63,7 @@ func New(cfg *config.Config, logger *logging.Logger, opts Options) *App {
 		CheckIn: func() time.Duration { return a.cfg.Load().ProcessorCheckInTime },
 	})
 	a.notify = newNotifier(logger.Logger, a.figures)
+	a.outage, a.listenOutage = newOutageTrackers(logger.Logger, a.figures, cfg.Pooled())
 	return a
 }
 

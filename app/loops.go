@@ -31,6 +31,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Outage:      a.outage,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 
@@ -45,6 +46,9 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		Faults:      faults,
 		Changed:     a.changed.C,
 		Figures:     a.figures,
+		Outage:      a.outage,
+		Listener:    a.listenOutage,
+		Listen:      a.listenPriority,
 	}, a.crashStore(cfg.StorageRoot, prioLog), deferred, store, prioLog)
 	g.Go(func() error { return pr.Run(ctx) })
 
@@ -78,6 +82,7 @@ func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, faults *tree
 		Changed:   a.changed.C,
 		Ready:     ready,
 		Figures:   a.figures,
+		Outage:    a.outage,
 	}, trees, store, logger)
 }
 

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/config"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
+	"github.com/crashmonitor/monitor/queue"
 )
 
 // Connection bounds.
@@ -31,28 +33,79 @@ func (e *SettingsError) Error() string { return "database connection settings: "
 // Unwrap returns the parse error.
 func (e *SettingsError) Unwrap() error { return e.Err }
 
-// OpenPool builds the connection pool described by cfg (at most 8
-// connections, 10 s per connection attempt, application_name "monitor"
-// unless the settings name one); it does not connect. Settings that cannot
-// be parsed give a *SettingsError.
+// OpenPool builds the pool of the loops' connections, on databaseURL (at
+// most 8 connections, 10 s per connection attempt, application_name
+// "monitor" unless the settings name one); it does not connect. When
+// databaseURL goes through a transaction pooler (cfg.Pooled), the pool keeps
+// no session state: statements run in pgx's exec mode (the extended
+// protocol's unnamed statement, parsed, bound and executed in one round
+// trip, batches in one transaction or one sync), never as the named prepared
+// statements that pgx caches by default, which a pooler handing each
+// transaction to any server connection does not keep (PgBouncer before
+// 1.21, or without max_prepared_statements). Settings that cannot be parsed
+// give a *SettingsError.
 func OpenPool(cfg *config.Config) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.ConnString())
+	return openPool(cfg.ConnString(), cfg.Pooled())
+}
+
+// OpenSessionPool builds a pool of connections that are sessions of their
+// own, on databaseSessionURL (databaseURL when it is not set), for what
+// needs one: the migrations, under tern's session advisory lock.
+func OpenSessionPool(cfg *config.Config) (*pgxpool.Pool, error) {
+	return openPool(cfg.SessionConnString(), false)
+}
+
+func openPool(connString string, pooled bool) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, &SettingsError{Err: err}
 	}
 	pcfg.MaxConns = poolMaxConns
-	pcfg.ConnConfig.ConnectTimeout = connectTimeout
-	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		pcfg.ConnConfig.RuntimeParams["application_name"] = "monitor"
+	settle(pcfg.ConnConfig)
+	if pooled {
+		pcfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		pcfg.ConnConfig.StatementCacheCapacity = 0
+		pcfg.ConnConfig.DescriptionCacheCapacity = 0
 	}
 	return pgxpool.NewWithConfig(context.Background(), pcfg)
 }
 
-// ConnectOnce opens a pool and checks once that the database answers, for
-// the short-lived commands (migrate, status, prioritize): they fail at once
-// instead of retrying. The caller closes the pool.
+// SessionConfig returns the settings of a connection held as a session of
+// its own (the priority listener): databaseSessionURL, else databaseURL,
+// with the pool's connection timeout and application_name.
+func SessionConfig(cfg *config.Config) (*pgx.ConnConfig, error) {
+	ccfg, err := pgx.ParseConfig(cfg.SessionConnString())
+	if err != nil {
+		return nil, &SettingsError{Err: err}
+	}
+	settle(ccfg)
+	return ccfg, nil
+}
+
+// settle sets the connection timeout, and application_name "monitor"
+// unless the settings name one.
+func settle(ccfg *pgx.ConnConfig) {
+	ccfg.ConnectTimeout = connectTimeout
+	if ccfg.RuntimeParams["application_name"] == "" {
+		ccfg.RuntimeParams["application_name"] = "monitor"
+	}
+}
+
+// ConnectOnce opens the loops' pool and checks once that the database
+// answers, for the short-lived commands (status, prioritize): they fail at
+// once instead of retrying. The caller closes the pool.
 func ConnectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
-	pool, err := OpenPool(cfg)
+	return pingOnce(ctx, OpenPool, cfg)
+}
+
+// ConnectSessionOnce is ConnectOnce on OpenSessionPool, for `monitor
+// migrate`.
+func ConnectSessionOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
+	return pingOnce(ctx, OpenSessionPool, cfg)
+}
+
+func pingOnce(ctx context.Context, open func(*config.Config) (*pgxpool.Pool, error), cfg *config.Config) (*pgxpool.Pool, error) {
+	pool, err := open(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -101,4 +154,15 @@ func (a *App) connect(ctx context.Context) (*pgxpool.Pool, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// listenPriority opens the priority listener's connection with the session
+// settings (SessionConfig): on databaseSessionURL when databaseURL goes
+// through a pooler, where a LISTEN would not outlive its transaction.
+func (a *App) listenPriority(ctx context.Context) (*queue.PriorityListener, error) {
+	session, err := SessionConfig(a.cfg.Load())
+	if err != nil {
+		return nil, err
+	}
+	return queue.ListenPriorityWith(ctx, session)
 }

@@ -79,6 +79,9 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
+	// Outage, when not nil, is told how passes went: it logs a database
+	// outage once for every loop, and the loop retries within seconds.
+	Outage loop.Outage
 
 	BatchSize  int
 	Workers    int
@@ -162,6 +165,7 @@ func (c *Cleaner) Run(ctx context.Context) error {
 	}
 	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.delay, Changed: c.cfg.Changed,
 		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
+	r.Outage = c.cfg.Outage
 	return r.Run(ctx)
 }
 
@@ -201,8 +205,9 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	defer func() {
 		// Never leave it running. Its error is the pass's when the pass
 		// returns through waitFinished; here the pass already failed (or
-		// is stopping) for another reason, so this one is logged.
-		if err := waitFinished(); err != nil && ctx.Err() == nil {
+		// is stopping) for another reason, so this one is logged, unless
+		// it is the database out of reach, which the Outage logs once.
+		if err := waitFinished(); err != nil && ctx.Err() == nil && (c.cfg.Outage == nil || !c.cfg.Outage.Failed(err)) {
 			c.logger.ErrorContext(ctx, "recording the outcome of a cleanup batch failed; its jobs are redone next pass", "error", err)
 		}
 	}()

@@ -173,16 +173,48 @@ func (f *Figures) DB(ctx context.Context) (queue.Status, time.Time, error) {
 	f.db.at = now
 	if err != nil {
 		f.db.err, f.db.errAt = err, now
-		if f.dbDown.Begin() {
-			f.addEvent(EventDatabase, "the database does not answer: "+err.Error())
-		}
+		f.databaseDown(err)
 		return f.db.status, now, err
 	}
+	f.databaseUp()
+	f.db = dbRead{status: st, at: now, good: true}
+	return st, now, nil
+}
+
+// DatabaseUnreachable records that the daemon's loops find the database out
+// of reach. An outage is one event when it starts and one when it ends,
+// whether the loops or the figures' own reads notice it first.
+func (f *Figures) DatabaseUnreachable(err error) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.databaseDown(err)
+}
+
+// DatabaseAnswers records that the database answers the loops again.
+func (f *Figures) DatabaseAnswers() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.databaseUp()
+}
+
+// databaseDown records the start of an outage, once. f.mu must be held.
+func (f *Figures) databaseDown(err error) {
+	if f.dbDown.Begin() {
+		f.addEvent(EventDatabase, "the database does not answer: "+err.Error())
+	}
+}
+
+// databaseUp records the end of an outage, once. f.mu must be held.
+func (f *Figures) databaseUp() {
 	if f.dbDown.End() {
 		f.addEvent(EventDatabase, "the database answers again")
 	}
-	f.db = dbRead{status: st, at: now, good: true}
-	return st, now, nil
 }
 
 // ErrNoDatabase is DB's error when the figures have no database (the

@@ -2,6 +2,7 @@ package figures_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,47 @@ monitor_build_info{version="v-test"} 1
 	}
 	if n := testutil.CollectAndCount(reg, "monitor_processor_pending_jobs"); n != 2 {
 		t.Errorf("%d monitor_processor_pending_jobs series, want one per processor (2)", n)
+	}
+}
+
+// failingReader fails its reads while down is set.
+type failingReader struct{ down atomic.Bool }
+
+func (r *failingReader) Status(context.Context, time.Duration) (queue.Status, error) {
+	if r.down.Load() {
+		return queue.Status{}, errors.New("connection refused")
+	}
+	return queue.Status{}, nil
+}
+
+// TestOneOutageOneEventPair: an outage that the loops report and the
+// figures' own reads meet too is one event when it starts and one when it
+// ends, whoever notices first.
+func TestOneOutageOneEventPair(t *testing.T) {
+	t.Parallel()
+	clk := testkit.NewClock(time.Now())
+	db := &failingReader{}
+	f := figures.New(figures.Options{DB: db, Now: clk.Now})
+	db.down.Store(true)
+	f.DatabaseUnreachable(errors.New("connection refused")) // a loop first
+	if _, _, err := f.DB(t.Context()); err == nil {
+		t.Fatal("DB() read through the outage")
+	}
+	f.DatabaseUnreachable(errors.New("connection refused"))
+	db.down.Store(false)
+	clk.Add(figures.MinRead)
+	if _, _, err := f.DB(t.Context()); err != nil { // the figures first
+		t.Fatal(err)
+	}
+	f.DatabaseAnswers()
+	var got []string
+	for _, e := range f.Events() {
+		if e.Kind == figures.EventDatabase {
+			got = append(got, e.Text)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "does not answer: connection refused") || got[1] != "the database answers again" {
+		t.Errorf("database events %q, want the outage's start and end once", got)
 	}
 }
 
@@ -252,6 +294,8 @@ func TestNilFigures(t *testing.T) {
 	f.Progress(figures.LoopCleanup, 1)
 	f.PassEnded(figures.LoopCleanup, time.Second, nil)
 	f.Waiting(figures.LoopCleanup)
+	f.DatabaseUnreachable(context.DeadlineExceeded)
+	f.DatabaseAnswers()
 	if ok, _ := f.Health(); !ok {
 		t.Error("nil figures unhealthy")
 	}

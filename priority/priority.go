@@ -116,6 +116,16 @@ type Config struct {
 
 	// Figures, when not nil, receives what the loop does.
 	Figures *figures.Figures
+	// Outage, when not nil, is told how passes and the listener's
+	// connections went: it logs a database outage once for every loop and
+	// the listener, which retry within seconds. Listener, when not nil, is
+	// told of the listener's connections instead (they go elsewhere than
+	// the passes' when the pool goes through a pooler).
+	Outage, Listener loop.Outage
+	// Listen, when not nil, opens the listener's connection instead of the
+	// store's ListenPriority (on the pool's settings): a direct connection
+	// when the pool goes through a transaction pooler.
+	Listen func(ctx context.Context) (*queue.PriorityListener, error)
 
 	BatchSize        int
 	Settle           time.Duration
@@ -208,7 +218,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	r := loop.Runner{Name: figures.LoopPriority, Logger: l.logger, DelayFunc: l.delay, Wake: l.wake, Changed: l.cfg.Changed,
-		Pass: loop.Pass(l.RunOnce), Observer: l.cfg.Figures}
+		Pass: loop.Pass(l.RunOnce), Observer: l.cfg.Figures, Outage: l.cfg.Outage}
 	return r.Run(ctx)
 }
 

@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/bench"
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -596,6 +598,56 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatalf("Run = %v, want nil", err)
 	}
 	eventually(t, "listener connection closed", func() bool { return len(b.listenerPIDs(t)) == 0 })
+}
+
+// recordingOutage is a loop.Outage that takes what queue.Unreachable
+// takes for an outage, and counts.
+type recordingOutage struct {
+	failed, answered atomic.Int64
+	back             loop.Broadcast
+}
+
+func (o *recordingOutage) Failed(err error) bool {
+	if !queue.Unreachable(err) {
+		return false
+	}
+	o.failed.Add(1)
+	return true
+}
+
+func (o *recordingOutage) Answered() { o.answered.Add(1) }
+
+func (o *recordingOutage) Back() <-chan struct{} { return o.back.C() }
+
+// TestListenerLeavesOutagesToTheTracker: with an Outage, a listener
+// connection killed by pg_terminate_backend is the Outage's to log; the
+// listener logs no warning of its own, tells the Outage when it listens
+// again, and hears the next request.
+func TestListenerLeavesOutagesToTheTracker(t *testing.T) {
+	t.Parallel()
+	o := &recordingOutage{}
+	b := setup(t, Config{Outage: o})
+	procs := b.live(t, 1)
+	write(t, b.deferred, otherDay, "web1", time.Now().UTC().Add(-time.Hour))
+	b.start(t)
+
+	var first []int64
+	eventually(t, "listening", func() bool { first = b.listenerPIDs(t); return len(first) == 1 })
+	answered := o.answered.Load()
+	b.exec(t, `SELECT pg_terminate_backend($1)`, first[0])
+	eventually(t, "listening again on a new connection", func() bool {
+		pids := b.listenerPIDs(t)
+		return len(pids) == 1 && pids[0] != first[0]
+	})
+	eventually(t, "the Outage told of the loss and of the new connection", func() bool {
+		return o.failed.Load() >= 1 && o.answered.Load() > answered
+	})
+	if n := len(b.log.find(slog.LevelWarn, "connection lost")); n != 0 {
+		t.Errorf("%d connection-lost warnings, want none (the Outage logs)", n)
+	}
+	b.request(t, otherDay)
+	eventually(t, "resolved", func() bool { return len(b.requests(t)) == 0 })
+	checkQueued(t, b, procs, otherDay)
 }
 
 // TestMeasureLatency: the measuring helper requests each id in turn and

@@ -23,14 +23,22 @@ type PriorityListener struct {
 }
 
 // ListenPriority opens a connection with the pool's settings (server,
-// credentials, TLS, search_path) and LISTENs on it. The connection is not
-// taken from the pool: it is held for as long as the daemon runs, and
-// holding one of the pool's connections would leave the loops one fewer,
-// while its failure would be the pool's business rather than the
-// listener's. It shows in pg_stat_activity with the pool's application_name
-// (or "monitor") followed by " priority listener". Close it when done.
+// credentials, TLS, search_path) and LISTENs on it, as ListenPriorityWith.
 func (s *Store) ListenPriority(ctx context.Context) (*PriorityListener, error) {
-	cfg := s.pool.Config().ConnConfig
+	return ListenPriorityWith(ctx, s.pool.Config().ConnConfig)
+}
+
+// ListenPriorityWith opens a connection with cfg and LISTENs on it: with
+// the pool's settings, or with those of a direct connection to PostgreSQL
+// when the pool goes through a transaction pooler, where a LISTEN would not
+// outlive its transaction. The connection is not taken from the pool: it is
+// held for as long as the daemon runs, and holding one of the pool's
+// connections would leave the loops one fewer, while its failure would be
+// the pool's business rather than the listener's. It shows in
+// pg_stat_activity with cfg's application_name (or "monitor") followed by
+// " priority listener"; cfg itself is left unchanged. Close it when done.
+func ListenPriorityWith(ctx context.Context, cfg *pgx.ConnConfig) (*PriorityListener, error) {
+	cfg = cfg.Copy()
 	cfg.RuntimeParams["application_name"] = cmp.Or(cfg.RuntimeParams["application_name"], "monitor") + " priority listener"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

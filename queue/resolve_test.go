@@ -608,3 +608,32 @@ func TestListenPriority(t *testing.T) {
 		break
 	}
 }
+
+// TestListenPriorityWith: with settings of its own (a direct connection
+// when the pool goes through a pooler), the listener connects with them,
+// not with the pool's, and leaves them unchanged.
+func TestListenPriorityWith(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	session := pool.Config().ConnConfig
+	session.RuntimeParams["application_name"] = "direct"
+	lis, err := queue.ListenPriorityWith(t.Context(), session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close(context.WithoutCancel(t.Context()))
+	var app string
+	if err := pool.QueryRow(t.Context(), `SELECT application_name FROM pg_stat_activity WHERE pid = $1`, lis.PID()).Scan(&app); err != nil {
+		t.Fatal(err)
+	}
+	if app != "direct priority listener" || session.RuntimeParams["application_name"] != "direct" {
+		t.Errorf("listener application_name %q (session settings now %q), want %q",
+			app, session.RuntimeParams["application_name"], "direct priority listener")
+	}
+	request(t, pool, "notify-session")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := lis.Wait(ctx); err != nil {
+		t.Fatalf("Wait after an insert: %v", err)
+	}
+}

@@ -71,6 +71,9 @@ type Config struct {
 
 	// Figures, when not nil, receives what the scanner does.
 	Figures *figures.Figures
+	// Outage, when not nil, is told how passes went: it logs a database
+	// outage once for every loop, and the loop retries within seconds.
+	Outage loop.Outage
 
 	Settle           time.Duration
 	BatchSize        int
@@ -165,7 +168,7 @@ func (s *Scanner) Run(ctx context.Context) error {
 		go w.run(ctx)
 	}
 	r := loop.Runner{Name: figures.LoopScanner, Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed,
-		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures}
+		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures, Outage: s.cfg.Outage}
 	return r.Run(ctx)
 }
 

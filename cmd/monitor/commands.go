@@ -52,10 +52,12 @@ func loadConfigNoArgs(f *flags, args []string) (*config.Config, error) {
 	return cfg, noArgs(positional)
 }
 
-// connectOnce is app.ConnectOnce, with connection settings that cannot be
+// connectOnce is connect (app.ConnectOnce, or app.ConnectSessionOnce for
+// what needs sessions of its own), with connection settings that cannot be
 // parsed reported as a usage error (exit 2).
-func connectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
-	pool, err := app.ConnectOnce(ctx, cfg)
+func connectOnce(ctx context.Context, cfg *config.Config,
+	connect func(context.Context, *config.Config) (*pgxpool.Pool, error)) (*pgxpool.Pool, error) {
+	pool, err := connect(ctx, cfg)
 	if _, ok := errors.AsType[*app.SettingsError](err); ok {
 		return nil, usageError(err)
 	}
@@ -66,7 +68,7 @@ func connectOnce(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error)
 // for the commands that read or write the queue (status, prioritize). The
 // caller closes the returned pool.
 func openStore(ctx context.Context, cfg *config.Config) (*queue.Store, *pgxpool.Pool, error) {
-	pool, err := connectOnce(ctx, cfg)
+	pool, err := connectOnce(ctx, cfg, app.ConnectOnce)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,13 +96,15 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// cmdMigrate creates or upgrades the schema.
+// cmdMigrate creates or upgrades the schema, on databaseSessionURL when it
+// is set: the migrations hold a session advisory lock, which a transaction
+// pooler would not keep.
 func cmdMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := loadConfigNoArgs(newFlags("migrate"), args)
 	if err != nil {
 		return err
 	}
-	pool, err := connectOnce(ctx, cfg)
+	pool, err := connectOnce(ctx, cfg, app.ConnectSessionOnce)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 // Package loop is the kit every loop of the monitor is built from: the
 // Runner that schedules passes (a pass at once, then one every delay, sooner
-// when woken, with capped backoff after failures; the scanner, priority and
-// cleanup loops are each a Runner around their own RunOnce), the capped
+// when woken, with capped backoff after failures, a shorter one while the
+// database is out of reach, which an Outage shared by the loops logs once;
+// the scanner, priority and cleanup loops are each a Runner around their own
+// RunOnce), the capped
 // exponential Backoff every retry uses, the Episode that logs a lasting
 // condition once when it starts and once when it ends, and the Memory of
 // per-crash bookkeeping across passes.
@@ -17,10 +19,13 @@ import (
 
 // Backoff bounds: the first retry after a failed pass waits MinBackoff, each
 // further consecutive failure doubles the wait, and the wait never exceeds
-// the loop's delay (nor MaxBackoff).
+// the loop's delay (nor MaxBackoff). While the database is out of reach the
+// wait never exceeds MaxOutageBackoff, so that every loop resumes within
+// seconds of the database answering again.
 const (
-	MinBackoff = time.Second
-	MaxBackoff = time.Minute
+	MinBackoff       = time.Second
+	MaxBackoff       = time.Minute
+	MaxOutageBackoff = 2 * time.Second
 )
 
 // Runner calls Pass at once and then again whenever the delay has elapsed
@@ -53,6 +58,28 @@ type Runner struct {
 	// Observer, when not nil, is told when passes start and end and when
 	// waits begin (the monitor's figures and health check).
 	Observer Observer
+	// Outage, when not nil, is told how each pass went. A pass that failed
+	// because the database is out of reach (Outage.Failed says so) is not
+	// logged here, since Outage logs the outage once for every loop; the
+	// next pass is tried after a backoff capped at MaxOutageBackoff, or as
+	// soon as Outage says that the database answers again.
+	Outage Outage
+}
+
+// Outage tracks the reachability of the database for several loops, so
+// that an outage is logged once when it starts and once when it ends rather
+// than once per failed pass of each loop. Its methods must be safe for
+// concurrent use and must not block.
+type Outage interface {
+	// Failed is told the error of a failed pass; it reports whether err
+	// means that the database is out of reach, in which case it has taken
+	// care of saying so and the caller logs nothing.
+	Failed(err error) bool
+	// Answered is told that database work succeeded.
+	Answered()
+	// Back returns a channel closed when the database next answers again
+	// after an outage: a loop backing off may try again at once.
+	Back() <-chan struct{}
 }
 
 // Observer is told what a Runner does. Its methods must not block.
@@ -77,10 +104,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer logger.DebugContext(ctx, "loop stopped")
 
 	failures := 0
+	unreachable := false // the last pass failed for an outage
 	for {
 		start := time.Now()
 		if r.Observer != nil {
 			r.Observer.PassStarted(r.Name, r.DelayFunc())
+		}
+		// Taken before the pass, so that the database answering while the
+		// pass fails still ends the backoff at once.
+		var back <-chan struct{}
+		if r.Outage != nil {
+			back = r.Outage.Back()
 		}
 		err := r.Pass(ctx)
 		if r.Observer != nil {
@@ -97,33 +131,42 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		case err != nil:
 			failures++
-			logger.ErrorContext(ctx, "pass failed", "error", err, "consecutive_failures", failures)
+			unreachable = r.Outage != nil && r.Outage.Failed(err)
+			if !unreachable {
+				logger.ErrorContext(ctx, "pass failed", "error", err, "consecutive_failures", failures)
+			}
 		default:
-			failures = 0
+			failures, unreachable = 0, false
+			if r.Outage != nil {
+				r.Outage.Answered()
+			}
 		}
 		if r.Observer != nil {
 			r.Observer.Waiting(r.Name)
 		}
-		if !r.wait(ctx, time.Now(), failures) {
+		if !unreachable {
+			back = nil
+		}
+		if !r.wait(ctx, time.Now(), failures, unreachable, back) {
 			return nil
 		}
 	}
 }
 
 // wait blocks until the next pass is due (delay after passEnd, or the
-// backoff after a failure), a wake-up arrives, or ctx is done; it returns
-// false only when ctx is done.
-func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int) bool {
+// backoff after a failure), a wake-up arrives, back is closed (the database
+// answers again), or ctx is done; it returns false only when ctx is done.
+func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int, unreachable bool, back <-chan struct{}) bool {
 	for {
 		var changed <-chan struct{}
 		if r.Changed != nil {
 			changed = r.Changed()
 		}
-		due := passEnd.Add(waitFor(r.DelayFunc(), failures))
+		due := passEnd.Add(waitFor(r.DelayFunc(), failures, unreachable))
 		timer := time.NewTimer(time.Until(due))
 		wake := r.Wake
 		if failures > 0 {
-			wake = nil // backing off: only the timer or ctx ends the wait
+			wake = nil // backing off: only the timer, back or ctx ends the wait
 		}
 		select {
 		case <-ctx.Done():
@@ -134,6 +177,9 @@ func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int) bool
 		case <-wake:
 			timer.Stop()
 			return true
+		case <-back:
+			timer.Stop()
+			return true
 		case <-changed:
 			timer.Stop() // settings changed: recompute the due time
 		}
@@ -142,12 +188,17 @@ func (r *Runner) wait(ctx context.Context, passEnd time.Time, failures int) bool
 
 // waitFor is the pause before the next pass: the delay, or after failures a
 // backoff of MinBackoff doubled per consecutive failure, capped by the delay
-// and MaxBackoff.
-func waitFor(delay time.Duration, failures int) time.Duration {
+// and MaxBackoff, or by MaxOutageBackoff when the last failure was the
+// database out of reach.
+func waitFor(delay time.Duration, failures int, unreachable bool) time.Duration {
 	if failures == 0 {
 		return delay
 	}
-	return min(Backoff{Min: MinBackoff, Max: MaxBackoff}.Delay(failures), delay)
+	limit := MaxBackoff
+	if unreachable {
+		limit = MaxOutageBackoff
+	}
+	return min(Backoff{Min: MinBackoff, Max: limit}.Delay(failures), delay)
 }
 
 // ErrFatal marks a pass error after which the daemon cannot usefully go on

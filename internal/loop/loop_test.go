@@ -148,6 +148,66 @@ func TestRunner(t *testing.T) {
 		})
 	})
 
+	t.Run("OutageIsLeftToTheTracker", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			down, boom := errors.New("connection refused"), errors.New("boom")
+			p := &passTimes{start: time.Now(), errs: []error{down, down, down, down, boom, nil}}
+			o := &fakeOutage{unreachable: down}
+			var logged atomic.Int64
+			r := &Runner{
+				Logger:    slog.New(countHandler{&logged}),
+				DelayFunc: func() time.Duration { return time.Hour },
+				Pass:      p.pass,
+				Outage:    o,
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			go r.Run(ctx)
+			time.Sleep(time.Hour + 20*time.Second)
+			cancel()
+			synctest.Wait()
+			// Outage failures at 0, 1s, 3s, 5s (backoff capped at
+			// MaxOutageBackoff although the delay is an hour); then a failure
+			// of another kind (5th failure: backoff 16s), then success.
+			want := []time.Duration{0, time.Second, 3 * time.Second, 5 * time.Second, 7 * time.Second, 23 * time.Second}
+			if fmt.Sprint(p.at) != fmt.Sprint(want) {
+				t.Errorf("passes at %v, want %v", p.at, want)
+			}
+			if o.failed.Load() != 5 || o.answered.Load() != 1 {
+				t.Errorf("outage told %d failures and %d successes, want 5 and 1", o.failed.Load(), o.answered.Load())
+			}
+			if n := logged.Load(); n != 1 {
+				t.Errorf("%d lines logged at ERROR, want 1 (the failure that is not an outage)", n)
+			}
+		})
+	})
+
+	t.Run("DatabaseBackEndsTheBackoff", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			down := errors.New("connection refused")
+			p := &passTimes{start: time.Now(), errs: []error{down, down, down}}
+			o := &fakeOutage{unreachable: down}
+			r := &Runner{
+				Logger:    slog.New(slog.DiscardHandler),
+				DelayFunc: func() time.Duration { return time.Hour },
+				Pass:      p.pass,
+				Outage:    o,
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			go r.Run(ctx)
+			time.Sleep(3*time.Second + 500*time.Millisecond) // failures at 0, 1s, 3s
+			o.back.Notify()                                  // another loop got through
+			synctest.Wait()
+			cancel()
+			synctest.Wait()
+			want := []time.Duration{0, time.Second, 3 * time.Second, 3*time.Second + 500*time.Millisecond}
+			if fmt.Sprint(p.at) != fmt.Sprint(want) {
+				t.Errorf("passes at %v, want %v", p.at, want)
+			}
+		})
+	})
+
 	t.Run("FatalErrorEndsRun", func(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
@@ -180,6 +240,38 @@ func TestRunner(t *testing.T) {
 	})
 }
 
+// fakeOutage takes the error unreachable for an outage.
+type fakeOutage struct {
+	unreachable      error
+	failed, answered atomic.Int64
+	back             Broadcast
+}
+
+func (o *fakeOutage) Failed(err error) bool {
+	o.failed.Add(1)
+	return errors.Is(err, o.unreachable)
+}
+
+func (o *fakeOutage) Answered() { o.answered.Add(1) }
+
+func (o *fakeOutage) Back() <-chan struct{} { return o.back.C() }
+
+// countHandler counts the records at ERROR and above.
+type countHandler struct{ n *atomic.Int64 }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.n.Add(1)
+	}
+	return nil
+}
+
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+func (h countHandler) WithGroup(string) slog.Handler { return h }
+
 func TestWaitFor(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -195,9 +287,18 @@ func TestWaitFor(t *testing.T) {
 		{3 * time.Second, 5, 3 * time.Second},
 	}
 	for _, tt := range tests {
-		if got := waitFor(tt.delay, tt.failures); got != tt.want {
+		if got := waitFor(tt.delay, tt.failures, false); got != tt.want {
 			t.Errorf("waitFor(%v, %d) = %v, want %v", tt.delay, tt.failures, got, tt.want)
 		}
+	}
+	// The database out of reach: never more than MaxOutageBackoff.
+	for failures, want := range []time.Duration{5 * time.Minute, time.Second, MaxOutageBackoff, MaxOutageBackoff} {
+		if got := waitFor(5*time.Minute, failures, true); got != want {
+			t.Errorf("waitFor(5m, %d, unreachable) = %v, want %v", failures, got, want)
+		}
+	}
+	if got := waitFor(500*time.Millisecond, 3, true); got != 500*time.Millisecond {
+		t.Errorf("waitFor(500ms, 3, unreachable) = %v, want the delay", got)
 	}
 }
 
