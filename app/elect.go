@@ -57,6 +57,10 @@ func (a *App) newElector(scfg *pgx.ConnConfig) *election.Elector {
 		},
 		Logger:  a.loggerFor("election"),
 		Figures: a.figures,
+		// The session is a direct connection, as the listener's is: an
+		// outage of it is the listener's tracker's (the loops' one unless
+		// databaseURL goes through a pooler).
+		Outage: a.listenOutage,
 	})
 }
 

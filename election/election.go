@@ -76,6 +76,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Figures, when not nil, receives the notable events of the election.
 	Figures *figures.Figures
+	// Outage, when not nil, is told whether the session's database answers:
+	// an outage of the database is logged there once for the whole daemon,
+	// not here too. Failures it does not take for an outage are logged here.
+	Outage loop.Outage
 }
 
 // LeadFunc runs the loops of a term until ctx is done, and returns then

@@ -155,13 +155,16 @@ func (e *Elector) connect(ctx context.Context) bool {
 	cancel()
 	if err != nil {
 		e.fails++
-		if ctx.Err() == nil && e.sessDown.Begin() {
+		if ctx.Err() == nil && !e.outageFailed(err) && e.sessDown.Begin() {
 			e.log.Error("the election cannot reach the database; retrying", "error", err)
 		}
 		return false
 	}
 	e.fails = 0
 	e.sess = sess
+	if e.cfg.Outage != nil {
+		e.cfg.Outage.Answered()
+	}
 	if e.sessDown.End() {
 		e.log.Info("the election reaches the database again")
 	}
@@ -175,9 +178,15 @@ func (e *Elector) dropSession(err error) {
 	if errors.Is(err, context.Canceled) {
 		return // stopping
 	}
-	if e.sessDown.Begin() {
+	if !e.outageFailed(err) && e.sessDown.Begin() {
 		e.log.Error("the election session is lost; reconnecting", "error", err)
 	}
+}
+
+// outageFailed tells the daemon's outage tracker of a failure, and reports
+// whether it took it for an outage of the database (logged there).
+func (e *Elector) outageFailed(err error) bool {
+	return e.cfg.Outage != nil && e.cfg.Outage.Failed(err)
 }
 
 // closeSession closes the session, if any.

@@ -196,7 +196,6 @@ func (r *outageRig) passes() map[string]figures.PassState {
 func (r *outageRig) outage(mode string, hold time.Duration) {
 	t := r.t
 	t.Helper()
-	listening := strings.Count(r.d.LogText(), "priority listener reconnected")
 	stopped := time.Now()
 	r.cluster.Stop(t, mode)
 	r.outages++
@@ -211,7 +210,7 @@ func (r *outageRig) outage(mode string, hold time.Duration) {
 	before := r.passes()
 	r.cluster.Start(t)
 	back := time.Now()
-	took := r.resumed(before, back, listening)
+	took := r.resumed(before, back)
 	r.d.WaitLog(t, "database answers again", r.outages)
 	t.Logf("%s shutdown, database stopped for %s: %s", mode, back.Sub(stopped).Round(100*time.Millisecond), took)
 	r.checkLog()
@@ -229,12 +228,11 @@ func (r *outageRig) killConnections() {
 	}
 	var old []int32
 	testkit.Eventually(t, "the priority listener connected", func() bool { old = listenerPIDs(); return len(old) == 1 })
-	listening := strings.Count(r.d.LogText(), "priority listener reconnected")
 	before := r.passes()
 	killed := testkit.QueryInt(t, r.pool, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE application_name LIKE 'monitor%' AND pid <> pg_backend_pid()) AS k`)
 	back := time.Now()
-	took := r.resumed(before, back, listening)
+	took := r.resumed(before, back)
 	if pids := listenerPIDs(); len(pids) != 1 || pids[0] == old[0] {
 		t.Errorf("listener connections %v after killing %v, want one new one", pids, old)
 	}
@@ -245,10 +243,11 @@ func (r *outageRig) killConnections() {
 // resumed checks, after the database answered again at back, that every
 // loop ends a pass without error (compared with the passes before), that a
 // crash written now is queued, and that a priority request is heard
-// through the listener once it has listened again (listening is how many
-// times it had said so before): the priority loop's delay is a minute. It
-// returns how long each took.
-func (r *outageRig) resumed(before map[string]figures.PassState, back time.Time, listening int) string {
+// through the listener once it listens on a connection opened since (the
+// old one's reconnected, or a new loop's after the monitor took its lease
+// again): the priority loop's delay is a minute. It returns how long each
+// took.
+func (r *outageRig) resumed(before map[string]figures.PassState, back time.Time) string {
 	t := r.t
 	t.Helper()
 	resumed := map[string]time.Duration{}
@@ -263,7 +262,11 @@ func (r *outageRig) resumed(before map[string]figures.PassState, back time.Time,
 	id := r.writeCrash(t.Context(), uint64(time.Now().UnixNano()))
 	testkit.EventuallyWithin(t, outageResumeWithin(), "a new crash queued", func() bool { return r.queued(id) })
 	queued := time.Since(back)
-	r.d.WaitLog(t, "priority listener reconnected", listening+1)
+	testkit.EventuallyWithin(t, outageResumeWithin(), "the priority listener listening again", func() bool {
+		return testkit.QueryInt(t, r.pool, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'monitor priority listener' AND backend_start >= $1 AND query LIKE 'LISTEN%'`,
+			back.Add(-time.Second)) == 1
+	})
 	want := r.deferredGen.ID(r.requested)
 	r.requested++
 	asked := time.Now()
