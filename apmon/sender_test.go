@@ -17,52 +17,31 @@ import (
 )
 
 // listener is a MonALISA service stand-in on loopback: it keeps every
-// datagram it receives, decoded.
-type listener struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	got  []Datagram
-	errs []error
-	max  int // the largest datagram seen
-}
+// datagram it receives.
+type listener struct{ *testkit.UDP }
 
-func listen(t *testing.T) *listener {
-	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &listener{conn: conn}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			d, err := Decode(buf[:n])
-			l.mu.Lock()
-			l.max = max(l.max, n)
-			if err != nil {
-				l.errs = append(l.errs, err)
-			} else {
-				l.got = append(l.got, d)
-			}
-			l.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return l
-}
+func listen(t *testing.T) *listener { return &listener{testkit.ListenUDP(t)} }
 
-func (l *listener) port() int { return l.conn.LocalAddr().(*net.UDPAddr).Port }
+func (l *listener) port() int { return l.Port() }
 
+// datagrams returns what arrived so far, decoded; errs what could not be
+// decoded; largest the size of the largest datagram.
 func (l *listener) datagrams() []Datagram {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]Datagram(nil), l.got...)
+	got, _, _ := l.decoded()
+	return got
+}
+
+func (l *listener) decoded() (got []Datagram, errs []error, largest int) {
+	for _, b := range l.Datagrams() {
+		largest = max(largest, len(b))
+		d, err := Decode(b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		got = append(got, d)
+	}
+	return got, errs, largest
 }
 
 // dest is the listener as a destination with password pw.
@@ -127,11 +106,12 @@ func TestSenderDeliversToEveryDestination(t *testing.T) {
 	}
 	for name, l := range map[string]*listener{"plain": a, "with password": b} {
 		got := l.datagrams()
-		if len(got) != rounds*perRound || len(l.errs) > 0 {
-			t.Fatalf("%s: %d datagrams, errors %v; want %d", name, len(got), l.errs, rounds*perRound)
+		_, errs, largest := l.decoded()
+		if len(got) != rounds*perRound || len(errs) > 0 {
+			t.Fatalf("%s: %d datagrams, errors %v; want %d", name, len(got), errs, rounds*perRound)
 		}
-		if l.max > MaxDatagram {
-			t.Errorf("%s: a datagram of %d bytes", name, l.max)
+		if largest > MaxDatagram {
+			t.Errorf("%s: a datagram of %d bytes", name, largest)
 		}
 		params := 0
 		for i, d := range got {
@@ -265,7 +245,7 @@ func TestSenderStopsWithContext(t *testing.T) {
 	case <-time.After(testkit.WaitTimeout()):
 		t.Fatal("Run did not return after its context ended")
 	}
-	if _, err := s.conn.WriteToUDP([]byte("x"), l.conn.LocalAddr().(*net.UDPAddr)); !errors.Is(err, net.ErrClosed) {
+	if _, err := s.conn.WriteToUDP([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: l.port()}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("the socket is still open after Run: %v", err)
 	}
 }

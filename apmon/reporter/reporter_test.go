@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -133,52 +131,32 @@ func TestMessages(t *testing.T) {
 }
 
 // udpListener keeps the datagrams it receives.
-type udpListener struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	got  []apmon.Datagram
-}
+type udpListener struct{ *testkit.UDP }
 
-func listenUDP(t *testing.T) *udpListener {
-	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &udpListener{conn: conn}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if d, err := apmon.Decode(buf[:n]); err == nil {
-				l.mu.Lock()
-				l.got = append(l.got, d)
-				l.mu.Unlock()
-			}
+func listenUDP(t *testing.T) *udpListener { return &udpListener{testkit.ListenUDP(t)} }
+
+// got returns the datagrams received so far, decoded.
+func (l *udpListener) got() []apmon.Datagram {
+	var out []apmon.Datagram
+	for _, b := range l.Datagrams() {
+		if d, err := apmon.Decode(b); err == nil {
+			out = append(out, d)
 		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return l
+	}
+	return out
 }
 
 // clusters counts the datagrams received by cluster.
 func (l *udpListener) clusters() map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	m := map[string]int{}
-	for _, d := range l.got {
+	for _, d := range l.got() {
 		m[d.Cluster]++
 	}
 	return m
 }
 
 func (l *udpListener) entry() string {
-	return "127.0.0.1:" + strconv.Itoa(l.conn.LocalAddr().(*net.UDPAddr).Port)
+	return l.Addr()
 }
 
 // TestRun: a report at once and then every interval; a change of the
@@ -225,9 +203,7 @@ func TestRun(t *testing.T) {
 		s.Destinations = append(s.Destinations, apmon.Destination{URL: page.URL + "/apmon.conf"})
 	})
 	testkit.Eventually(t, "the page's destination to receive", func() bool { return listed.clusters()["C"] >= 2 })
-	listed.mu.Lock()
-	pw := listed.got[0].Password
-	listed.mu.Unlock()
+	pw := listed.got()[0].Password
 	if pw != "pw" {
 		t.Errorf("the page's destination got password %q", pw)
 	}

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,54 +20,33 @@ import (
 )
 
 // monALISA is a MonALISA service stand-in on a loopback UDP port: it keeps
-// every datagram it receives, decoded, with its size.
-type monALISA struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	got  []apmon.Datagram
-	size []int
-	bad  []error
-}
+// every datagram it receives.
+type monALISA struct{ *testkit.UDP }
 
-func newMonALISA(t *testing.T) *monALISA {
-	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadBuffer(4 << 20)
-	m := &monALISA{conn: conn}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			d, err := apmon.Decode(buf[:n])
-			m.mu.Lock()
-			if err != nil {
-				m.bad = append(m.bad, err)
-			} else {
-				m.got, m.size = append(m.got, d), append(m.size, n)
-			}
-			m.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return m
-}
+func newMonALISA(t *testing.T) *monALISA { return &monALISA{testkit.ListenUDP(t)} }
 
 // addr is the service's host:port.
-func (m *monALISA) addr() string { return m.conn.LocalAddr().String() }
+func (m *monALISA) addr() string { return m.Addr() }
 
-// datagrams returns what arrived so far.
+// datagrams returns what arrived so far, decoded (undecodable ones left
+// out: checkStream reports them).
 func (m *monALISA) datagrams() []apmon.Datagram {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.got)
+	got, _, _ := m.decoded()
+	return got
+}
+
+// decoded returns what arrived, decoded, with the size of each, and the
+// errors of those that could not be decoded.
+func (m *monALISA) decoded() (got []apmon.Datagram, size []int, bad []error) {
+	for _, b := range m.Datagrams() {
+		d, err := apmon.Decode(b)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		got, size = append(got, d), append(size, len(b))
+	}
+	return got, size, bad
 }
 
 // reports returns the datagrams of cluster, in order of arrival.
@@ -89,29 +66,28 @@ func (m *monALISA) reports(cluster string) []apmon.Datagram {
 // numbers. It returns the instance id.
 func (m *monALISA) checkStream(t *testing.T, password string) int32 {
 	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.bad) > 0 {
-		t.Errorf("%s: undecodable datagrams: %v", m.addr(), m.bad)
+	got, size, bad := m.decoded()
+	if len(bad) > 0 {
+		t.Errorf("%s: undecodable datagrams: %v", m.addr(), bad)
 	}
-	if len(m.got) == 0 {
+	if len(got) == 0 {
 		t.Fatalf("%s: nothing received", m.addr())
 	}
-	for i, d := range m.got {
-		if m.size[i] > apmon.MaxDatagram {
-			t.Errorf("%s: datagram %d is %d bytes", m.addr(), i, m.size[i])
+	for i, d := range got {
+		if size[i] > apmon.MaxDatagram {
+			t.Errorf("%s: datagram %d is %d bytes", m.addr(), i, size[i])
 		}
 		if d.Seq != int32(i+1) {
 			t.Fatalf("%s: datagram %d has sequence number %d, want %d", m.addr(), i, d.Seq, i+1)
 		}
-		if d.InstanceID != m.got[0].InstanceID {
-			t.Errorf("%s: datagram %d from instance %d, the first from %d", m.addr(), i, d.InstanceID, m.got[0].InstanceID)
+		if d.InstanceID != got[0].InstanceID {
+			t.Errorf("%s: datagram %d from instance %d, the first from %d", m.addr(), i, d.InstanceID, got[0].InstanceID)
 		}
 		if d.Password != password || d.Version != apmon.Version || d.Time == 0 {
 			t.Errorf("%s: datagram %d: password %q, version %q, time %d", m.addr(), i, d.Password, d.Version, d.Time)
 		}
 	}
-	return m.got[0].InstanceID
+	return got[0].InstanceID
 }
 
 // writeApMonConfig writes cfg with apmonDestinations as a YAML list, in one
