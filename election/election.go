@@ -44,13 +44,16 @@ const (
 	// DefaultTTL is how long a lease holds without a renewal: the longest a
 	// dead holder keeps the others waiting.
 	DefaultTTL = 3 * time.Second
-	// DefaultRenew is how often the holder renews its lease.
-	DefaultRenew = 500 * time.Millisecond
-	// DefaultPoll is how often a standby looks at the lease.
-	DefaultPoll = 500 * time.Millisecond
+	// DefaultRenew is how often the holder renews its lease: six times a
+	// TTL, so that a few renewals may fail before the lease is at risk.
+	DefaultRenew = DefaultTTL / 6
+	// DefaultPoll is how often a standby looks at the lease: as often as
+	// the holder renews it.
+	DefaultPoll = DefaultRenew
 	// DefaultMargin is how long before its lease could expire (TTL after
-	// the last renewal was sent) a holder that could not renew steps down.
-	DefaultMargin = 500 * time.Millisecond
+	// the last renewal was sent) a holder that could not renew steps down:
+	// one renewal's time.
+	DefaultMargin = DefaultRenew
 	// statementTimeout bounds a standby's statements. Acquire may wait for the last holder's fenced
 	// transactions, which the fence keeps from idling for longer than 3 s.
 	statementTimeout = 15 * time.Second

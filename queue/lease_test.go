@@ -152,20 +152,28 @@ func TestStatusMonitors(t *testing.T) {
 	}
 }
 
+// fenceRig is a schema with a live processor and two lease sessions, a
+// holding the lease for instance ia, b ready to take it for ib.
+func fenceRig(t *testing.T) (pool *pgxpool.Pool, a, b *queue.LeaseSession, ia, ib queue.Instance, l queue.Leader) {
+	t.Helper()
+	pool = pgtest.Schema(t)
+	testkit.LiveProcessors(t, pool, 1)
+	a, b = leaseSession(t, pool), leaseSession(t, pool)
+	ia, ib = instance(1), instance(2)
+	l, _, err := a.Acquire(t.Context(), ia, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, a, b, ia, ib, l
+}
+
 // TestFence: the writes of a fenced store land only while its lease holds;
 // afterwards they change nothing, say ErrNotLeader and call lost. An
 // unfenced store writes regardless.
 func TestFence(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := pgtest.Schema(t)
-	testkit.LiveProcessors(t, pool, 1)
-	a, b := leaseSession(t, pool), leaseSession(t, pool)
-	ia, ib := instance(1), instance(2)
-	l, _, err := a.Acquire(ctx, ia, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, _, b, _, ib, l := fenceRig(t)
 	var lost atomic.Int32
 	fenced := queue.NewStore(pool).Fenced(l.Lease(), func() { lost.Add(1) })
 	ids := testkit.CrashIDs("0fe0ce", 4)
@@ -230,14 +238,7 @@ func TestFence(t *testing.T) {
 func TestFenceTakeoverWaits(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool := pgtest.Schema(t)
-	testkit.LiveProcessors(t, pool, 1)
-	a, b := leaseSession(t, pool), leaseSession(t, pool)
-	ia, ib := instance(1), instance(2)
-	l, _, err := a.Acquire(ctx, ia, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, a, b, ia, ib, l := fenceRig(t)
 	fenced := queue.NewStore(pool).Fenced(l.Lease(), nil)
 
 	// Hold the Enqueue after its fence check: jobs is locked.

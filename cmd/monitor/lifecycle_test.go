@@ -102,18 +102,7 @@ func TestLifeCycle(t *testing.T) {
 	for i := range pairs {
 		ids = append(ids, standardGen.ID(i))
 	}
-	for _, id := range ids {
-		want, other := "successful", "failed"
-		if procsim.Fails(id, seed, failRatio) {
-			want, other = other, want
-		}
-		if n := pairFiles(t, filepath.Join(dir, want), id); n != 2 {
-			t.Errorf("%s: %d files in the %s archive, want its pair", id, n, want)
-		}
-		if n := pairFiles(t, filepath.Join(dir, other), id); n != 0 {
-			t.Errorf("%s: %d files in the %s archive, want none", id, n, other)
-		}
-	}
+	wantArchivedOnce(t, dir, ids, seed, failRatio)
 	for i := range deferred {
 		id := deferredGen.ID(i)
 		_, err := deferredTree.Lookup(t.Context(), id)
