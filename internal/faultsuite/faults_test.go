@@ -42,13 +42,13 @@ type suite struct {
 	began   time.Time
 
 	// What was done.
-	rounds                       int
-	pgFast, pgImmediate          int
-	monitorKills, startupKills   int
-	killsWhileDown, startsDown   int
-	takeovers                    int
-	takeoverTimes, resumeTimes   []time.Duration
-	crashedProcs, cycledProcs    int
+	rounds                     int
+	pgFast, pgImmediate        int
+	monitorKills, startupKills int
+	killsWhileDown, startsDown int
+	takeovers                  int
+	takeoverTimes, resumeTimes []time.Duration
+	crashedProcs, cycledProcs  int
 }
 
 // TestFaults is the fault-injection suite (and, with MONITOR_FAULTS_SOAK,
@@ -529,7 +529,11 @@ func (su *suite) drain() {
 			if err == nil {
 				sample, _ = pgx.CollectRows(rows, pgx.RowTo[string])
 			}
-			return fmt.Sprintf("%d crashes not cleaned up, %d jobs, %d requests left; %s", left, jobs, requests, su.diagnose(sample))
+			var pending []string
+			if rows, err := su.pool.Query(ctx, `SELECT uuid FROM priorityjobs ORDER BY uuid LIMIT 5`); err == nil {
+				pending, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			return fmt.Sprintf("%d crashes not cleaned up, %d jobs, %d requests left (%q); %s", left, jobs, requests, pending, su.diagnose(sample))
 		})
 }
 
