@@ -41,6 +41,8 @@ type suite struct {
 	fl      *fleet
 	began   time.Time
 
+	deck []string // the first rounds' faults
+
 	// What was done.
 	rounds                     int
 	pgFast, pgImmediate        int
@@ -298,8 +300,10 @@ func (su *suite) round() {
 	switch kind := su.pickFault(); kind {
 	case "monitor":
 		did = su.killMonitor(su.pickMonitor(nil))
-	case "postgres":
-		did = su.restartPostgres()
+	case "postgres-fast":
+		did = su.restartPostgres("fast")
+	case "postgres-immediate":
+		did = su.restartPostgres("immediate")
 	case "takeover":
 		did = su.takeover()
 	case "crash":
@@ -315,12 +319,28 @@ func (su *suite) round() {
 }
 
 // pickFault chooses the round's fault: a monitor killed, PostgreSQL
-// restarted, the active monitor killed (with several), a processor crashed
-// or cycled. In the soak, monitor 0 is never killed: it is the one sampled.
+// restarted ("fast" or "immediate"), the active monitor killed (with
+// several), a processor crashed or cycled. The first rounds deal each kind
+// once, in an order of the seed's, so that even a short run meets them all;
+// later rounds draw them at random. In the soak, monitor 0 is never killed:
+// it is the one sampled.
 func (su *suite) pickFault() string {
 	killable := su.s.monitors
 	if su.s.soak > 0 {
 		killable--
+	}
+	if su.deck == nil {
+		su.deck = []string{"postgres-fast", "postgres-immediate", "crash", "cycle"}
+		if killable > 0 {
+			su.deck = append(su.deck, "monitor")
+		}
+		if su.s.monitors > 1 && killable > 0 {
+			su.deck = append(su.deck, "takeover")
+		}
+		su.rng.Shuffle(len(su.deck), func(i, j int) { su.deck[i], su.deck[j] = su.deck[j], su.deck[i] })
+	}
+	if su.rounds <= len(su.deck) {
+		return su.deck[su.rounds-1]
 	}
 	for {
 		switch r := su.rng.IntN(100); {
@@ -328,8 +348,10 @@ func (su *suite) pickFault() string {
 			if killable > 0 {
 				return "monitor"
 			}
+		case r < 45:
+			return "postgres-fast"
 		case r < 60:
-			return "postgres"
+			return "postgres-immediate"
 		case r < 80:
 			if su.s.monitors > 1 && killable > 0 {
 				return "takeover"
@@ -388,14 +410,12 @@ func (su *suite) killMonitor(i int) string {
 	return did
 }
 
-// restartPostgres stops PostgreSQL ("fast" or "immediate"), keeps it down
+// restartPostgres stops PostgreSQL (mode "fast" or "immediate"), keeps it down
 // up to 3 s and starts it again; sometimes a monitor is killed while it is
 // down, and started again before it is back.
-func (su *suite) restartPostgres() string {
+func (su *suite) restartPostgres(mode string) string {
 	t := su.t
-	mode := "fast"
-	if su.rng.IntN(2) == 0 {
-		mode = "immediate"
+	if mode == "immediate" {
 		su.pgImmediate++
 	} else {
 		su.pgFast++
@@ -411,7 +431,7 @@ func (su *suite) restartPostgres() string {
 			su.ms.kill(victim)
 			su.monitorKills++
 			su.killsWhileDown++
-			did += fmt.Sprintf(", monitor %d killed while it was down", victim)
+			did += fmt.Sprintf("; monitor %d killed while it was down", victim)
 			if su.rng.IntN(2) == 0 {
 				su.ms.start(victim)
 				su.startsDown++
@@ -422,9 +442,10 @@ func (su *suite) restartPostgres() string {
 	}
 	pause(t.Context(), time.Until(stopped.Add(down)))
 	su.cluster.Start(t)
-	did += fmt.Sprintf(", started again after %s", time.Since(stopped).Round(100*time.Millisecond))
+	did += fmt.Sprintf("; PostgreSQL started again after %s", time.Since(stopped).Round(100*time.Millisecond))
 	if victim >= 0 {
 		su.ms.start(victim)
+		did += fmt.Sprintf(", then monitor %d", victim)
 	}
 	return did
 }
@@ -578,7 +599,7 @@ func (su *suite) summary(res checkResult, drained time.Duration, done *processin
 	fmt.Fprintf(w, "rounds: %d; faults: %d monitor kills (%d during a start-up, %d while PostgreSQL was down, %d starts while it was down), "+
 		"%d PostgreSQL restarts (%d fast, %d immediate), %d takeovers%s, %d processors crashed, %d cycled\n",
 		su.rounds, su.monitorKills, su.startupKills, su.killsWhileDown, su.startsDown,
-		su.pgFast+su.pgImmediate, su.pgFast, su.pgImmediate, su.takeovers, durations(" (another active after", su.takeoverTimes, ")"),
+		su.pgFast+su.pgImmediate, su.pgFast, su.pgImmediate, su.takeovers, durations(" (another monitor active within", su.takeoverTimes, ")"),
 		su.crashedProcs, su.cycledProcs)
 	fmt.Fprintf(w, "resumed after each round within%s; processors restarted after errors: %d; "+
 		"monitors restarted by the suite: %d after an exit, %d stuck\n",
@@ -608,6 +629,6 @@ func durations(prefix string, ds []time.Duration, suffix string) string {
 		return ""
 	}
 	sorted := slices.Sorted(slices.Values(ds))
-	return fmt.Sprintf("%s %s (median %s)%s", prefix, sorted[len(sorted)-1].Round(10*time.Millisecond),
+	return fmt.Sprintf("%s %s, median %s%s", prefix, sorted[len(sorted)-1].Round(10*time.Millisecond),
 		sorted[len(sorted)/2].Round(10*time.Millisecond), suffix)
 }
