@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test vet unit demo bench bench-smoke
+.PHONY: all build test vet unit faults-short test-faults soak demo bench bench-smoke
 
 all: build
 
@@ -19,10 +19,27 @@ demo: build
 	scripts/demo.sh
 
 ## test: provision a throwaway PostgreSQL (unless MONITOR_TEST_DATABASE_URL is set) and headless Chromium (for the
-## status page's browser test), vet, run every test with -race, bench-smoke
+## status page's browser test), vet, run every test with -race, the fault-injection suite's short form, bench-smoke
 test:
 	scripts/ensure-chromium.sh
-	scripts/with-postgres.sh $(MAKE) --no-print-directory vet unit bench-smoke
+	scripts/with-postgres.sh $(MAKE) --no-print-directory vet unit faults-short bench-smoke
+
+# The fault-injection suite's settings (README, "Fault-injection suite"): SEED replays a run, MONITORS runs several
+# monitors at once, ROUNDS is test-faults' number of rounds and SOAK the soak's duration.
+SEED ?=
+MONITORS ?= 1
+ROUNDS ?= 30
+SOAK ?= 5m
+FAULTS_ENV = MONITOR_FAULTS_MONITORS=$(MONITORS) $(if $(SEED),MONITOR_FAULTS_SEED=$(SEED))
+FAULTS_TEST = -count=1 -v -run '^TestFaults$$' ./internal/faultsuite/
+
+## test-faults: the fault-injection suite, ROUNDS rounds (default 30) with -race; its PostgreSQL is its own
+test-faults:
+	scripts/with-postgres.sh env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=$(ROUNDS) $(GO) test -race -timeout 60m $(FAULTS_TEST)
+
+## soak: the suite for SOAK (default 5m) without -race, sampling a monitor's memory, goroutines and open files
+soak:
+	scripts/with-postgres.sh env $(FAULTS_ENV) MONITOR_FAULTS_SOAK=$(SOAK) $(GO) test -timeout 24h $(FAULTS_TEST)
 
 ## bench: the benchmark harness (bin/monitorbench): prints the table of figures and targets, writes bench-results.json
 ## (BENCHFLAGS adds flags, e.g. BENCHFLAGS=-large)
@@ -36,5 +53,10 @@ bench-smoke: build
 vet:
 	$(GO) vet ./...
 
+# Every package but the fault-injection suite, which runs on its own (faults-short) so that its account is shown.
 unit:
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faultsuite$$)
+
+## faults-short: the fault-injection suite's short form (8 rounds, about a minute; SEED and MONITORS apply)
+faults-short:
+	env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=8 $(GO) test -race -timeout 5m $(FAULTS_TEST)
