@@ -57,6 +57,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faultsuite$$)
 
-## faults-short: the fault-injection suite's short form (8 rounds, about a minute; SEED and MONITORS apply)
+## faults-short: the fault-injection suite's short form (8 rounds, about a minute; SEED and MONITORS apply) and the
+## test of its invariant checker
 faults-short:
-	env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=8 $(GO) test -race -timeout 5m $(FAULTS_TEST)
+	env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=8 $(GO) test -race -count=1 -timeout 5m -v ./internal/faultsuite/

@@ -32,6 +32,10 @@ CREATE FUNCTION faultsuite_ledger_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF TG_OP = 'INSERT' THEN
 		INSERT INTO faultsuite_ledger (uuid, event, success, owner) VALUES (NEW.uuid, 'queued', NEW.success, NEW.owner);
+		IF NEW.success IS NOT NULL THEN -- inserted finished: never by the monitor, but counted all the same
+			INSERT INTO faultsuite_ledger (uuid, event, success, message, owner)
+			VALUES (NEW.uuid, 'finished', NEW.success, NEW.message, NEW.owner);
+		END IF;
 	ELSIF TG_OP = 'DELETE' THEN
 		INSERT INTO faultsuite_ledger (uuid, event, success, owner) VALUES (OLD.uuid, 'deleted', OLD.success, OLD.owner);
 	ELSIF NEW.success IS NOT NULL THEN

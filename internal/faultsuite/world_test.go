@@ -159,9 +159,16 @@ func jsonOf(id string) []byte {
 // several collectors do: mostly complete standard pairs (one in ten written
 // slowly, its json arriving up to 0.7 s after its dump), one in ten into the
 // deferred tree, one in fifty left without its json (the collector died).
+// Now and then a burst is a few hundred pairs, as from a collector catching
+// up, so that the monitor's passes are long enough for a kill to land in
+// the middle of one.
 func (w *world) collect(ctx context.Context, rng *rand.Rand) {
 	for {
-		for range 1 + rng.IntN(6) {
+		burst := 1 + rng.IntN(6)
+		if rng.IntN(200) < 3 {
+			burst = 100 + rng.IntN(200)
+		}
+		for range burst {
 			switch r := rng.Float64(); {
 			case r < 0.02:
 				w.write(w.standard, kindIncomplete, w.newID(rng), 0)
