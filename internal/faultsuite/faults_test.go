@@ -28,6 +28,11 @@ const (
 	failRatio = 0.1
 )
 
+// resumeWithin is how soon after a fault the whole pipeline should work
+// again ("within a few seconds of the database answering again"): rounds
+// that took longer are counted, and fail a strict run.
+const resumeWithin = 5 * time.Second
+
 // suite is one run: the settings, the processes and what was done to them.
 type suite struct {
 	t       *testing.T
@@ -49,7 +54,8 @@ type suite struct {
 	monitorKills, startupKills int
 	killsWhileDown, startsDown int
 	takeovers                  int
-	takeoverTimes, resumeTimes []time.Duration
+	takeoverTimes              []time.Duration
+	resumed                    []stages
 	crashedProcs, cycledProcs  int
 }
 
@@ -191,6 +197,9 @@ func TestFaults(t *testing.T) {
 	if s.strict && len(su.ms.supervised)+len(su.ms.exits) > 0 {
 		t.Errorf("strict: the suite had to restart monitors %d times (%d exits, %d stuck)", len(su.ms.supervised)+len(su.ms.exits), len(su.ms.exits), len(su.ms.supervised))
 	}
+	if n := su.slowRounds(); s.strict && n > 0 {
+		t.Errorf("strict: %d rounds took over %s to resume", n, resumeWithin)
+	}
 }
 
 // syncPool opens the suite's pool (the reporter's and the processors'
@@ -314,8 +323,8 @@ func (su *suite) round() {
 		did = su.fl.cycle(su.rng)
 	}
 	resumed := su.resume()
-	su.resumeTimes = append(su.resumeTimes, resumed)
-	fmt.Fprintf(su.out, "round %d (+%s): %s; resumed in %s\n", su.rounds, at.Round(100*time.Millisecond), did, resumed.Round(10*time.Millisecond))
+	su.resumed = append(su.resumed, resumed)
+	fmt.Fprintf(su.out, "round %d (+%s): %s; %s\n", su.rounds, at.Round(100*time.Millisecond), did, resumed)
 }
 
 // pickFault chooses the round's fault: a monitor killed, PostgreSQL
@@ -479,13 +488,23 @@ func (su *suite) takeover() string {
 	return did + ", it started again"
 }
 
+// stages is how long after a probe was written each part of the pipeline
+// had done its share: the scanner queued the standard crash, the priority
+// loop the deferred one, the processors finished both, the cleanup loop
+// removed both rows (which is when the round counts as resumed).
+type stages struct {
+	scanner, priority, processed, cleaned time.Duration
+}
+
 // resume writes a probe (a standard crash, and a deferred one asked for) and
 // waits until both are cleaned up: the scanner, the priority loop, the
-// processors and the cleanup loop all work again.
-func (su *suite) resume() time.Duration {
+// processors and the cleanup loop all work again. It returns when each did
+// its part.
+func (su *suite) resume() stages {
+	written := time.Now()
 	ids := su.w.writeProbe(su.rng)
 	ctx := context.WithoutCancel(su.t.Context())
-	stages := func() int64 {
+	events := func() int64 {
 		rows, err := su.pool.Query(ctx, `SELECT count(*) FROM faultsuite_ledger WHERE uuid = ANY($1)`, ids)
 		if err != nil {
 			return -1
@@ -496,13 +515,58 @@ func (su *suite) resume() time.Duration {
 		}
 		return n
 	}
-	return su.await(fmt.Sprintf("round %d: the pipeline to resume", su.rounds),
+	su.await(fmt.Sprintf("round %d: the pipeline to resume", su.rounds),
 		func() bool {
 			got, err := cleanedUp(ctx, su.pool, ids)
 			return err == nil && len(got) == len(ids)
 		},
-		stages,
+		events,
 		func() string { return su.diagnose(ids) })
+
+	// The ledger's times (the database's clock, on this machine).
+	var st stages
+	rows, err := su.pool.Query(ctx, `SELECT uuid, event, at FROM faultsuite_ledger WHERE uuid = ANY($1)`, ids)
+	if err != nil {
+		su.t.Fatal(err)
+	}
+	var uuid, event string
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&uuid, &event, &at}, func() error {
+		d := at.Sub(written)
+		switch {
+		case event == "queued" && uuid == ids[0]:
+			st.scanner = d
+		case event == "queued":
+			st.priority = d
+		case event == "finished":
+			st.processed = max(st.processed, d)
+		case event == "deleted":
+			st.cleaned = max(st.cleaned, d)
+		}
+		return nil
+	})
+	if err != nil {
+		su.t.Fatal(err)
+	}
+	return st
+}
+
+// slowRounds counts the rounds that took over resumeWithin to resume.
+func (su *suite) slowRounds() int {
+	n := 0
+	for _, st := range su.resumed {
+		if st.cleaned > resumeWithin {
+			n++
+		}
+	}
+	return n
+}
+
+// String renders the stages.
+func (st stages) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	return fmt.Sprintf("resumed in %s (queued by the scanner after %s, by the priority loop after %s; processed after %s)",
+		r(st.cleaned), r(st.scanner), r(st.priority), r(st.processed))
 }
 
 // drain lets everything finish once the faults and the load stopped: every
@@ -601,9 +665,14 @@ func (su *suite) summary(res checkResult, drained time.Duration, done *processin
 		su.rounds, su.monitorKills, su.startupKills, su.killsWhileDown, su.startsDown,
 		su.pgFast+su.pgImmediate, su.pgFast, su.pgImmediate, su.takeovers, durations(" (another monitor active within", su.takeoverTimes, ")"),
 		su.crashedProcs, su.cycledProcs)
-	fmt.Fprintf(w, "resumed after each round within%s; processors restarted after errors: %d; "+
-		"monitors restarted by the suite: %d after an exit, %d stuck\n",
-		durations("", su.resumeTimes, ""), su.fl.restarts.Load(), len(su.ms.exits), len(su.ms.supervised))
+	var scanner, priority, cleaned []time.Duration
+	for _, st := range su.resumed {
+		scanner, priority, cleaned = append(scanner, st.scanner), append(priority, st.priority), append(cleaned, st.cleaned)
+	}
+	fmt.Fprintf(w, "resumed after each round within%s (the scanner queuing within%s, the priority loop within%s); "+
+		"%d rounds took over %s; processors restarted after errors: %d; monitors restarted by the suite: %d after an exit, %d stuck\n",
+		durations("", cleaned, ""), durations("", scanner, ""), durations("", priority, ""), su.slowRounds(), resumeWithin,
+		su.fl.restarts.Load(), len(su.ms.exits), len(su.ms.supervised))
 	for _, e := range su.ms.exits {
 		fmt.Fprintf(w, "  exit: %s\n", e)
 	}

@@ -28,7 +28,8 @@ const (
 	// envSample is the soak's sampling interval (default 5s).
 	envSample = "MONITOR_FAULTS_SAMPLE"
 	// envStrict=1 fails the run when the suite had to restart a monitor
-	// that did not resume by itself (otherwise reported only).
+	// that did not resume by itself, or a round took over resumeWithin to
+	// resume (otherwise both are reported only).
 	envStrict = "MONITOR_FAULTS_STRICT"
 )
 
