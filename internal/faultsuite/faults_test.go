@@ -236,7 +236,8 @@ func syncPool(t *testing.T, url string) *pgxpool.Pool {
 
 // workDir makes the run's directory (trees, archives, logs), on tmpfs when
 // there is one: the suite is about the monitor, not a slow disk. It is
-// removed after a run that passed and kept after one that failed.
+// removed after a run that passed (unless MONITOR_FAULTS_KEEP=1) and kept
+// after one that failed.
 func workDir(t *testing.T, out io.Writer) string {
 	t.Helper()
 	parent := ""
@@ -248,7 +249,7 @@ func workDir(t *testing.T, out io.Writer) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv(envKeep) == "1" {
 			fmt.Fprintf(out, "kept for a look: %s (monitor logs in logs/, processors.log)\n", dir)
 			return
 		}

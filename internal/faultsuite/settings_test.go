@@ -31,6 +31,9 @@ const (
 	// that did not resume by itself, or a round took over resumeWithin to
 	// resume (otherwise both are reported only).
 	envStrict = "MONITOR_FAULTS_STRICT"
+	// envKeep=1 keeps the run's directory (trees, archives, logs) after a
+	// run that passed; a failed run's is always kept.
+	envKeep = "MONITOR_FAULTS_KEEP"
 )
 
 // shortRounds is the form `make test` runs, in about a minute: enough
