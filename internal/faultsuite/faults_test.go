@@ -671,8 +671,8 @@ func (su *suite) summary(res checkResult, drained time.Duration, done *processin
 		scanner, priority, cleaned = append(scanner, st.scanner), append(priority, st.priority), append(cleaned, st.cleaned)
 	}
 	fmt.Fprintf(w, "resumed after each round within%s (the scanner queuing within%s, the priority loop within%s); "+
-		"%d rounds took over %s; processors restarted after errors: %d; monitors restarted by the suite: %d after an exit, %d stuck\n",
-		durations("", cleaned, ""), durations("", scanner, ""), durations("", priority, ""), su.slowRounds(), resumeWithin,
+		"rounds over %s: %d; processors restarted after errors: %d; monitors restarted by the suite: %d after an exit, %d stuck\n",
+		durations("", cleaned, ""), durations("", scanner, ""), durations("", priority, ""), resumeWithin, su.slowRounds(),
 		su.fl.restarts.Load(), len(su.ms.exits), len(su.ms.supervised))
 	for _, e := range su.ms.exits {
 		fmt.Fprintf(w, "  exit: %s\n", e)

@@ -200,9 +200,9 @@ func (s *sampler) report(w io.Writer) {
 		pids[x.pid] = true
 	}
 	s.mu.Unlock()
-	fmt.Fprintf(w, "soak: %d samples of monitor process(es) %d over %s (%d readings missed)", n, len(pids), span.Round(time.Second), misses)
+	fmt.Fprintf(w, "soak: %d samples over %s (%d readings missed)", n, span.Round(time.Second), misses)
 	if len(pids) > 1 {
-		fmt.Fprintf(w, "; figures of the last process only")
+		fmt.Fprintf(w, "; the monitor was started %d times, figures of the last process only", len(pids))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  %-15s %9s %9s %9s %9s %13s %9s\n", "figure", "first", "last", "min", "max", "1st-min max", "slope/min")
