@@ -33,6 +33,10 @@ const (
 // that took longer are counted, and fail a strict run.
 const resumeWithin = 5 * time.Second
 
+// takeoverWithin is how soon a standby takes over from a killed active
+// monitor: a longer takeover fails a strict run.
+const takeoverWithin = 5 * time.Second
+
 // suite is one run: the settings, the processes and what was done to them.
 type suite struct {
 	t       *testing.T
@@ -199,6 +203,11 @@ func TestFaults(t *testing.T) {
 	}
 	if n := su.slowRounds(); s.strict && n > 0 {
 		t.Errorf("strict: %d rounds took over %s to resume", n, resumeWithin)
+	}
+	for _, d := range su.takeoverTimes {
+		if s.strict && d > takeoverWithin {
+			t.Errorf("strict: a takeover took %s, over %s", d.Round(10*time.Millisecond), takeoverWithin)
+		}
 	}
 }
 

@@ -28,8 +28,9 @@ const (
 	// envSample is the soak's sampling interval (default 5s).
 	envSample = "MONITOR_FAULTS_SAMPLE"
 	// envStrict=1 fails the run when the suite had to restart a monitor
-	// that did not resume by itself, or a round took over resumeWithin to
-	// resume (otherwise both are reported only).
+	// that did not resume by itself, a round took over resumeWithin to
+	// resume or a takeover over takeoverWithin (otherwise all are reported
+	// only).
 	envStrict = "MONITOR_FAULTS_STRICT"
 	// envKeep=1 keeps the run's directory (trees, archives, logs) after a
 	// run that passed; a failed run's is always kept.
