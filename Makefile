@@ -19,10 +19,28 @@ demo: build
 	scripts/demo.sh
 
 ## test: provision a throwaway PostgreSQL (unless MONITOR_TEST_DATABASE_URL is set) and headless Chromium (for the
-## status page's browser test), vet, run every test with -race, the fault-injection suite's short form, bench-smoke
+## status page's browser test), vet, run every test with -race, bench-smoke
 test:
 	scripts/ensure-chromium.sh
-	scripts/with-postgres.sh $(MAKE) --no-print-directory vet unit faults-short bench-smoke
+	scripts/with-postgres.sh $(MAKE) --no-print-directory vet unit bench-smoke
+
+## bench: the benchmark harness (bin/monitorbench): prints the table of figures and targets, writes bench-results.json
+## (BENCHFLAGS adds flags, e.g. BENCHFLAGS=-large)
+bench: build
+	scripts/with-postgres.sh bin/monitorbench $(BENCHFLAGS)
+
+## bench-smoke: the harness with small sizes, in well under a minute; missed targets do not fail it, errors do
+bench-smoke: build
+	scripts/with-postgres.sh bin/monitorbench -smoke -json bench-results-smoke.json
+
+vet:
+	$(GO) vet ./...
+
+# Every package; the fault-injection suite's short form runs as a step of its own (faults-short), after the others
+# and with -v, so that its account is shown.
+unit:
+	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faultsuite$$)
+	$(MAKE) --no-print-directory faults-short
 
 # The fault-injection suite's settings (README, "Fault-injection suite"): SEED replays a run, MONITORS runs several
 # monitors at once, ROUNDS is test-faults' number of rounds and SOAK the soak's duration.
@@ -41,23 +59,7 @@ test-faults:
 soak:
 	scripts/with-postgres.sh env $(FAULTS_ENV) MONITOR_FAULTS_SOAK=$(SOAK) $(GO) test -timeout 24h $(FAULTS_TEST)
 
-## bench: the benchmark harness (bin/monitorbench): prints the table of figures and targets, writes bench-results.json
-## (BENCHFLAGS adds flags, e.g. BENCHFLAGS=-large)
-bench: build
-	scripts/with-postgres.sh bin/monitorbench $(BENCHFLAGS)
-
-## bench-smoke: the harness with small sizes, in well under a minute; missed targets do not fail it, errors do
-bench-smoke: build
-	scripts/with-postgres.sh bin/monitorbench -smoke -json bench-results-smoke.json
-
-vet:
-	$(GO) vet ./...
-
-# Every package but the fault-injection suite, which runs on its own (faults-short) so that its account is shown.
-unit:
-	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faultsuite$$)
-
-## faults-short: the fault-injection suite's short form (8 rounds, about a minute; SEED and MONITORS apply) and the
-## test of its invariant checker
+## faults-short: the fault-injection suite's short form (8 rounds, under a minute; SEED and MONITORS apply) and the
+## test of its invariant checker; part of make test (unit)
 faults-short:
 	env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=8 $(GO) test -race -count=1 -timeout 5m -v ./internal/faultsuite/
