@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test vet unit demo bench bench-smoke
+.PHONY: all build test vet unit faults-short test-faults soak demo bench bench-smoke
 
 all: build
 
@@ -38,5 +38,30 @@ bench-smoke: build
 vet:
 	$(GO) vet ./...
 
+# Every package; the fault-injection suite's short form runs as a step of its own (faults-short), after the others
+# and with -v, so that its account is shown.
 unit:
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -timeout 8m $$($(GO) list ./... | grep -v /internal/faultsuite$$)
+	$(MAKE) --no-print-directory faults-short
+
+# The fault-injection suite's settings (README, "Fault-injection suite"): SEED replays a run, MONITORS runs several
+# monitors at once, ROUNDS is test-faults' number of rounds and SOAK the soak's duration.
+SEED ?=
+MONITORS ?= 2
+ROUNDS ?= 30
+SOAK ?= 5m
+FAULTS_ENV = MONITOR_FAULTS_MONITORS=$(MONITORS) $(if $(SEED),MONITOR_FAULTS_SEED=$(SEED))
+FAULTS_TEST = -count=1 -v -run '^TestFaults$$' ./internal/faultsuite/
+
+## test-faults: the fault-injection suite, ROUNDS rounds (default 30) with -race; its PostgreSQL is its own
+test-faults:
+	scripts/with-postgres.sh env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=$(ROUNDS) $(GO) test -race -timeout 60m $(FAULTS_TEST)
+
+## soak: the suite for SOAK (default 5m) without -race, sampling a monitor's memory, goroutines and open files
+soak:
+	scripts/with-postgres.sh env $(FAULTS_ENV) MONITOR_FAULTS_SOAK=$(SOAK) $(GO) test -timeout 24h $(FAULTS_TEST)
+
+## faults-short: the fault-injection suite's short form (8 rounds, under a minute; SEED and MONITORS apply) and the
+## test of its invariant checker; part of make test (unit)
+faults-short:
+	env $(FAULTS_ENV) MONITOR_FAULTS_ROUNDS=8 $(GO) test -race -count=1 -timeout 5m -v ./internal/faultsuite/

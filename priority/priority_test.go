@@ -244,6 +244,7 @@ func TestHostileRequests(t *testing.T) {
 		strings.Repeat("☃", 85), // 255 bytes of three-byte characters
 		"tab\there\nnewline",
 		"\x1b[31mred\x1b[0m",
+		"",
 	}
 	b.request(t, append(hostile, otherDay)...)
 

@@ -19,11 +19,13 @@ type PriorityRequest struct {
 
 const (
 	// readPriorityRequestsQuery pages through priorityjobs in uuid order,
-	// after $1, at most $2 rows, telling for each whether it has a job.
+	// after $1, at most $2 rows, telling for each whether it has a job. The
+	// first page ($1 = '') includes a request for the empty string, which
+	// sorts first: "after ''" alone would leave it in the table forever.
 	readPriorityRequestsQuery = `
 SELECT r.uuid, EXISTS (SELECT FROM jobs j WHERE j.uuid = r.uuid)
 FROM priorityjobs r
-WHERE r.uuid > $1
+WHERE r.uuid >= $1 AND (r.uuid > $1 OR $1 = '')
 ORDER BY r.uuid
 LIMIT $2`
 )
@@ -50,7 +52,8 @@ func (s *Store) RequestPriority(ctx context.Context, ids []string) (int64, error
 }
 
 // PriorityRequests returns up to limit priority requests whose uuid sorts
-// after after ("" for the first page), in uuid order, each telling whether a
+// after after ("" for the first page, which starts with a request for "" if
+// there is one), in uuid order, each telling whether a
 // job has that uuid. Paging by the last uuid returned walks the whole table
 // once even while requests are added and deleted.
 func (s *Store) PriorityRequests(ctx context.Context, after string, limit int) ([]PriorityRequest, error) {

@@ -68,6 +68,11 @@ type Config struct {
 	// Standard is the standard tree; Deferred, when not nil, the deferred
 	// tree searched when a crash is not in the standard one.
 	Standard, Deferred *crashstore.Store
+	// Recorded, when not nil, is told each result whose finish was
+	// committed, once, after the commit: the fault-injection suite counts
+	// how often each crash was processed. It runs on the goroutine that
+	// records results and must not block.
+	Recorded func(JobResult)
 }
 
 // Stats counts what a processor did. Recorded counts are committed results.

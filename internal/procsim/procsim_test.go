@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -347,6 +348,39 @@ func TestRegistersAgainAfterBeingReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the jobs to be processed", func() bool { return p.Stats().Succeeded == 3 })
+}
+
+// TestRecorded: Recorded is told each committed result once, with its crash
+// id and verdict.
+func TestRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := generate(t, b.standard, 20)
+	var mu sync.Mutex
+	got := map[string][]bool{}
+	p := b.start(t, procsim.Config{Name: "p", CheckIn: time.Minute, Idle: 10 * time.Millisecond,
+		FailRatio: 0.5, Seed: 3, Recorded: func(r procsim.JobResult) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[r.UUID] = append(got[r.UUID], r.Success)
+		}})
+	if _, err := b.jobs.Enqueue(t.Context(), ids, 0, time.Minute, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the jobs to be processed", func() bool {
+		st := p.Stats()
+		return st.Succeeded+st.Failed == int64(len(ids))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if want := !procsim.Fails(id, 3, 0.5); !slices.Equal(got[id], []bool{want}) {
+			t.Errorf("%s: recorded %v, want [%v]", id, got[id], want)
+		}
+	}
+	if len(got) != len(ids) {
+		t.Errorf("%d crashes recorded, want %d", len(got), len(ids))
+	}
 }
 
 func TestFails(t *testing.T) {

@@ -267,6 +267,8 @@ func (p *Session) priorityErr(err error, id int64) error {
 type JobResult struct {
 	// ID is jobs.id (ClaimedJob.ID).
 	ID int64
+	// UUID is the crash id (ClaimedJob.UUID); FinishJobs does not use it.
+	UUID string
 	// Success is the job's outcome.
 	Success bool
 	// Message says why a job failed; it is stored as NULL when empty.

@@ -29,7 +29,7 @@ func (p *Processor) work(ctx context.Context, jobs <-chan ClaimedJob, results ch
 // process reads a crash's pair, takes WorkTime, and decides its outcome. It
 // reports false when ctx ended first.
 func (p *Processor) process(ctx context.Context, j ClaimedJob) (JobResult, bool) {
-	r := JobResult{ID: j.ID, Success: true}
+	r := JobResult{ID: j.ID, UUID: j.UUID, Success: true}
 	size, err := p.read(ctx, j.UUID)
 	switch {
 	case errors.Is(err, crashstore.ErrNotFound):
@@ -167,10 +167,14 @@ func (p *Processor) record(ctx context.Context, batch []JobResult) error {
 		switch {
 		case !recorded[r.ID]:
 			dropped++
+			continue
 		case r.Success:
 			ok++
 		default:
 			failed++
+		}
+		if p.cfg.Recorded != nil {
+			p.cfg.Recorded(r)
 		}
 	}
 	p.succeeded.Add(ok)

@@ -74,6 +74,9 @@ func (p *Proc) Code() int {
 	return p.code
 }
 
+// PID is the process id (for reading /proc/<pid>).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
 // Stderr is what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
 
