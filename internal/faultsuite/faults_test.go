@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/internal/procsim"
 	"github.com/crashmonitor/monitor/internal/testkit"
 )
@@ -317,7 +318,7 @@ func (su *suite) round() {
 	t := su.t
 	t.Helper()
 	at := time.Since(su.began)
-	pause(t.Context(), time.Duration(300+su.rng.IntN(2500))*time.Millisecond)
+	loop.Sleep(t.Context(), time.Duration(300+su.rng.IntN(2500))*time.Millisecond)
 	var did string
 	switch kind := su.pickFault(); kind {
 	case "monitor":
@@ -418,11 +419,11 @@ func (su *suite) killMonitor(i int) string {
 	}
 	su.ms.kill(i)
 	su.monitorKills++
-	pause(su.t.Context(), time.Duration(su.rng.IntN(1500))*time.Millisecond)
+	loop.Sleep(su.t.Context(), time.Duration(su.rng.IntN(1500))*time.Millisecond)
 	su.ms.start(i)
 	did := fmt.Sprintf("monitor %d killed (SIGKILL) and started again", i)
 	if su.rng.IntN(3) == 0 {
-		pause(su.t.Context(), time.Duration(su.rng.IntN(800))*time.Millisecond)
+		loop.Sleep(su.t.Context(), time.Duration(su.rng.IntN(800))*time.Millisecond)
 		su.ms.kill(i)
 		su.monitorKills++
 		su.startupKills++
@@ -449,7 +450,7 @@ func (su *suite) restartPostgres(mode string) string {
 	victim := -1
 	if su.rng.IntN(3) == 0 {
 		if victim = su.pickMonitor(nil); victim >= 0 {
-			pause(t.Context(), time.Duration(su.rng.IntN(500))*time.Millisecond)
+			loop.Sleep(t.Context(), time.Duration(su.rng.IntN(500))*time.Millisecond)
 			su.ms.kill(victim)
 			su.monitorKills++
 			su.killsWhileDown++
@@ -462,7 +463,7 @@ func (su *suite) restartPostgres(mode string) string {
 			}
 		}
 	}
-	pause(t.Context(), time.Until(stopped.Add(down)))
+	loop.Sleep(t.Context(), time.Until(stopped.Add(down)))
 	su.cluster.Start(t)
 	did += fmt.Sprintf("; PostgreSQL started again after %s", time.Since(stopped).Round(100*time.Millisecond))
 	if victim >= 0 {
@@ -496,7 +497,7 @@ func (su *suite) takeover() string {
 		su.takeoverTimes = append(su.takeoverTimes, took)
 		did += fmt.Sprintf(", another active after %s", took.Round(10*time.Millisecond))
 	}
-	pause(su.t.Context(), time.Duration(su.rng.IntN(2000))*time.Millisecond)
+	loop.Sleep(su.t.Context(), time.Duration(su.rng.IntN(2000))*time.Millisecond)
 	su.ms.start(victim)
 	return did + ", it started again"
 }

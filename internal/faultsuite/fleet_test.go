@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/internal/procsim"
 )
 
@@ -83,7 +84,7 @@ func (f *fleet) start(s *procSlot) {
 			f.restarts.Add(1)
 			f.logger.Warn("processor stopped on an error; starting it again", "processor", s.name, "error", err)
 			// A supervisor's restart delay.
-			if !pause(ctx, 300*time.Millisecond) {
+			if !loop.Sleep(ctx, 300*time.Millisecond) {
 				return
 			}
 		}

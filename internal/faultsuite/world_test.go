@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/loop"
 )
 
 // crashKind is how a collector left a crash.
@@ -180,7 +181,7 @@ func (w *world) collect(ctx context.Context, rng *rand.Rand) {
 				w.write(w.standard, kindStandard, w.newID(rng), 0)
 			}
 		}
-		if !pause(ctx, time.Duration(20+rng.IntN(200))*time.Millisecond) {
+		if !loop.Sleep(ctx, time.Duration(20+rng.IntN(200))*time.Millisecond) {
 			return
 		}
 	}
@@ -258,7 +259,7 @@ func hostileRequests() []string {
 // twice), crashes of the standard tree (queued, or about to be), crashes
 // that never existed, and strings that are not crash ids.
 func (w *world) request(ctx context.Context, rng *rand.Rand) {
-	for pause(ctx, time.Duration(100+rng.IntN(500))*time.Millisecond) {
+	for loop.Sleep(ctx, time.Duration(100+rng.IntN(500))*time.Millisecond) {
 		w.reg.mu.Lock()
 		var id, what string
 		switch r := rng.Float64(); {
@@ -298,7 +299,7 @@ func (w *world) ask(id, what string) {
 		if err == nil {
 			break
 		}
-		if !pause(ctx, 200*time.Millisecond) {
+		if !loop.Sleep(ctx, 200*time.Millisecond) {
 			w.t.Errorf("priority request for %q not committed within a minute: %v", id, err)
 			return
 		}
@@ -328,17 +329,4 @@ func remove(ids []string, id string) []string {
 		}
 	}
 	return ids
-}
-
-// pause waits d (a step of the schedule, not a wait for a condition) and
-// reports false when ctx ended first.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -34,10 +34,7 @@ func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	bin, err := serverBinaries()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("a private PostgreSQL cluster: %v (CI=true)", err)
-		}
-		t.Skipf("a private PostgreSQL cluster: %v", err)
+		missing(t, "a private PostgreSQL cluster", err)
 	}
 	dir, err := os.MkdirTemp("", "monitor-cluster-")
 	if err != nil {
@@ -162,4 +159,14 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// missing ends a test that needs what could not be found: it fails under
+// CI=true (the test scripts install what the tests need), else skips.
+func missing(t testing.TB, what string, err error) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s: %v (CI=true: make test installs it)", what, err)
+	}
+	t.Skipf("%s: %v", what, err)
 }

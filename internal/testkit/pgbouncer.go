@@ -42,10 +42,7 @@ func NewPgBouncer(t testing.TB, c *Cluster) *PgBouncer {
 	if err != nil {
 		bin = "/usr/sbin/pgbouncer" // Debian's, off a non-root PATH
 		if _, serr := os.Stat(bin); serr != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("pgbouncer: %v (CI=true; scripts/ensure-pgbouncer.sh installs it)", err)
-			}
-			t.Skipf("pgbouncer: %v (install Debian's pgbouncer)", err)
+			missing(t, "pgbouncer (Debian's pgbouncer; scripts/ensure-pgbouncer.sh installs it)", err)
 		}
 	}
 	dir, err := os.MkdirTemp("", "monitor-pgbouncer-")
