@@ -154,7 +154,8 @@ func TestRunOnce(t *testing.T) {
 	// Classic 6.2 #38 (destructiveDateWalk), fixed: the walk yields exactly
 	// the 14 classic ids; it queues them, and only then removes their inbox
 	// links and the emptied date directories. The daily directories keep an
-	// empty date directory (CONTRACT section 4), and the files stay.
+	// empty date directory (a daily directory keeps its date and name
+	// directories), and the files stay.
 	for _, layout := range []crashstore.Layout{crashstore.LayoutDaily, crashstore.LayoutFlat} {
 		t.Run("Classic38_QueuesTheClassicTreeAndEmptiesTheInbox/"+string(layout), func(t *testing.T) {
 			t.Parallel()
