@@ -66,6 +66,7 @@ type rig struct {
 	log     *testkit.SyncBuffer
 	rules   []Rule
 	dir     string
+	script  string
 	proc    int64
 	figures *figures.Figures
 }
@@ -73,7 +74,7 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	pool := pgtest.Schema(t)
 	r := &rig{t: t, pool: pool, store: queue.NewStore(pool), clock: testkit.NewClock(time.Now()),
-		log: &testkit.SyncBuffer{}, dir: t.TempDir()}
+		log: &testkit.SyncBuffer{}, dir: t.TempDir(), script: testkit.AlertRecorder(t)}
 	r.proc = testkit.LiveProcessors(t, pool, 1)[0]
 	r.figures = figures.New(figures.Options{DB: r.store, Now: r.clock.Now,
 		CheckIn: func() time.Duration { return time.Minute }})
@@ -92,23 +93,12 @@ func (r *rig) evaluator(killAfter time.Duration) *Evaluator {
 
 // record is a rule command that appends what it got to a file of its own.
 func (r *rig) record(name string, args ...string) []string {
-	script, err := filepath.Abs("testdata/record.sh")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return append([]string{script, filepath.Join(r.dir, name)}, args...)
+	return append([]string{r.script, filepath.Join(r.dir, name)}, args...)
 }
 
 // calls returns the blocks the record command of name wrote.
 func (r *rig) calls(name string) []string {
-	b, err := os.ReadFile(filepath.Join(r.dir, name))
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return strings.SplitAfter(strings.TrimPrefix(string(b), "call\n"), "call\n")
+	return testkit.AlertCalls(r.t, filepath.Join(r.dir, name))
 }
 
 // live sets whether the processor is live.
@@ -136,10 +126,11 @@ func (r *rig) waitCalls(name string, n int) {
 }
 
 func TestFiresOnceRepeatsAndResolvesAcrossRestarts(t *testing.T) {
+	t.Setenv("MONITOR_DATABASEPASSWORD", "hunter2") // the monitor's settings are not passed on
 	r := newRig(t)
 	r.rules = []Rule{
 		{Name: "no-live", Metric: figures.ParamProcessorsLive, Below: true, Threshold: 1, Window: time.Second,
-			Command: r.record("no-live", "a;b", "$(touch pwned)", "it's")},
+			Command: r.record("no-live", "a;b", "$(touch "+filepath.Join(r.dir, "pwned")+")", "it's")},
 		{Name: "repeating", Metric: figures.ParamProcessorsLive, Below: true, Threshold: 1, Window: time.Second,
 			Command: r.record("repeating"), Repeat: 5 * time.Second},
 	}
@@ -156,7 +147,7 @@ func TestFiresOnceRepeatsAndResolvesAcrossRestarts(t *testing.T) {
 	call := r.calls("no-live")[0]
 	for _, want := range []string{"state=firing\n", "rule=no-live\n", "metric=processors_live\n", "value=0\n",
 		"threshold=1\n", "message=Alert no-live firing: processors_live averaged 0 over the last 1s, below its threshold of 1.\n",
-		"arg=a;b\narg=$(touch pwned)\narg=it's\n"} {
+		"arg=a;b\narg=$(touch " + filepath.Join(r.dir, "pwned") + ")\narg=it's\n", "secret=none\n"} {
 		if !strings.Contains(call, want) {
 			t.Errorf("the command got\n%s\nwant %q in it", call, want)
 		}
@@ -164,7 +155,7 @@ func TestFiresOnceRepeatsAndResolvesAcrossRestarts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dir, "pwned")); err == nil {
 		t.Error("an argument was run by a shell")
 	}
-	if n := strings.Count(r.log.String(), "level=WARN msg=\"alert firing: Alert no-live firing"); n != 1 {
+	if n := strings.Count(r.log.String(), "level=WARN msg=\"Alert no-live firing"); n != 1 {
 		t.Errorf("%d firing lines for no-live, want 1:\n%s", n, r.log)
 	}
 
@@ -173,7 +164,7 @@ func TestFiresOnceRepeatsAndResolvesAcrossRestarts(t *testing.T) {
 	r.clock.Add(5 * time.Second)
 	r.pass(e)
 	r.waitCalls("repeating", 2)
-	if !strings.Contains(r.log.String(), "alert still firing: Alert repeating still firing since") {
+	if !strings.Contains(r.log.String(), "Alert repeating still firing since") {
 		t.Errorf("no repeat line:\n%s", r.log)
 	}
 
@@ -193,7 +184,7 @@ func TestFiresOnceRepeatsAndResolvesAcrossRestarts(t *testing.T) {
 	if got := r.calls("no-live")[1]; !strings.Contains(got, "state=resolved\n") || !strings.Contains(got, "value=1\n") {
 		t.Errorf("the second call is not the resolution:\n%s", got)
 	}
-	if n := strings.Count(r.log.String(), "level=INFO msg=\"alert resolved: Alert no-live resolved"); n != 1 {
+	if n := strings.Count(r.log.String(), "level=INFO msg=\"Alert no-live resolved"); n != 1 {
 		t.Errorf("%d resolved lines for no-live, want 1:\n%s", n, r.log)
 	}
 	if got := testkit.QueryInt(t, r.pool, "SELECT count(*) FROM monitor_alerts WHERE firing"); got != 0 {
@@ -296,7 +287,7 @@ func TestUnreadableFigureNeitherFiresNorResolves(t *testing.T) {
 	if n := strings.Count(r.log.String(), "alert rule cannot read its figure"); n != 1 {
 		t.Errorf("said %d times that the figure cannot be read, want once:\n%s", n, r.log)
 	}
-	if len(r.calls("no-live")) != 0 || strings.Contains(r.log.String(), "alert firing") {
+	if len(r.calls("no-live")) != 0 || strings.Contains(r.log.String(), "firing") {
 		t.Errorf("a rule without its figure notified:\n%s", r.log)
 	}
 }

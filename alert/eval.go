@@ -257,17 +257,17 @@ func (e *Evaluator) notify(ctx context.Context, rs *ruleState, avg float64, repe
 	case !rs.firing:
 		n.message = fmt.Sprintf("Alert %s resolved: %s averaged %s over the last %s, no longer %s its threshold of %s.",
 			r.Name, r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
-		e.logger.Info("alert resolved: "+n.message, attrs...)
+		e.logger.Info(n.message, attrs...)
 	case repeat:
 		n.state = StateFiring
 		n.message = fmt.Sprintf("Alert %s still firing since %s: %s averaged %s over the last %s, %s its threshold of %s.",
 			r.Name, rs.since.UTC().Format(time.RFC3339), r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
-		e.logger.Warn("alert still firing: "+n.message, attrs...)
+		e.logger.Warn(n.message, attrs...)
 	default:
 		n.state = StateFiring
 		n.message = fmt.Sprintf("Alert %s firing: %s averaged %s over the last %s, %s its threshold of %s.",
 			r.Name, r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
-		e.logger.Warn("alert firing: "+n.message, attrs...)
+		e.logger.Warn(n.message, attrs...)
 	}
 	if !repeat {
 		e.opts.Figures.Event(figures.EventAlert, n.message)
