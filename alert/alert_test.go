@@ -291,3 +291,17 @@ func TestUnreadableFigureNeitherFiresNorResolves(t *testing.T) {
 		t.Errorf("a rule without its figure notified:\n%s", r.log)
 	}
 }
+
+func TestRateRuleWaitsForASecondSample(t *testing.T) {
+	r := newRig(t)
+	r.rules = []Rule{{Name: "nothing-queued", Metric: figures.ParamQueuedPerSecond, Below: true, Threshold: 1, Window: time.Second}}
+	e := r.evaluator(0)
+	r.pass(e)
+	if strings.Contains(r.log.String(), "firing") {
+		t.Fatalf("a rate rule fired on the first sample, before any rate was measured:\n%s", r.log)
+	}
+	r.pass(e)
+	if !strings.Contains(r.log.String(), "Alert nothing-queued firing: queued_per_second averaged 0") {
+		t.Errorf("nothing queued over a second sample: no firing line:\n%s", r.log)
+	}
+}

@@ -194,6 +194,9 @@ func (e *Evaluator) capacity() func(w time.Duration) int {
 // change of state, or a repeat.
 func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, sample figures.Sample, capacity func(time.Duration) int) {
 	r := rs.rule
+	if sample.FirstRates && figures.IsRate(r.Metric) {
+		return // a rate needs two samples: a start is no drop to 0
+	}
 	v, ok := sample.Value(r.Metric)
 	if !ok {
 		if rs.unreadable.Begin() {

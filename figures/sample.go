@@ -89,7 +89,13 @@ type Sample struct {
 	// database's are left out when it does not answer (DBErr says why).
 	Params []Param
 	DBErr  error
+	// FirstRates says the rates are 0 only because the sampler had no
+	// earlier sample to measure them from.
+	FirstRates bool
 }
+
+// IsRate reports whether name is a rate over the time between samples.
+func IsRate(name string) bool { return name == ParamQueuedPerSecond || name == ParamCleanedPerSecond }
 
 // Value returns the parameter name's value, and false when the sample has
 // none (the database did not answer, or no such parameter).
@@ -146,13 +152,14 @@ func (s *Sampler) Sample(ctx context.Context) Sample {
 		values[ParamActive] = 1
 	}
 	queued, cleaned := f.Totals()
-	if secs := now.Sub(s.prevAt).Seconds(); !s.prevAt.IsZero() && secs > 0 {
+	first := s.prevAt.IsZero()
+	if secs := now.Sub(s.prevAt).Seconds(); !first && secs > 0 {
 		values[ParamQueuedPerSecond] = float64(max(queued-s.prevQueued, 0)) / secs
 		values[ParamCleanedPerSecond] = float64(max(cleaned-s.prevCleaned, 0)) / secs
 	}
 	s.prevQueued, s.prevCleaned, s.prevAt = queued, cleaned, now
 
-	out := Sample{At: now, DBErr: err, Params: make([]Param, 0, len(params))}
+	out := Sample{At: now, DBErr: err, FirstRates: first, Params: make([]Param, 0, len(params))}
 	for _, p := range params {
 		if p.db && err != nil {
 			continue

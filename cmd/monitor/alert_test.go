@@ -218,4 +218,27 @@ func TestAlertRulesMalformed(t *testing.T) {
 			t.Errorf("%s: code %d, stderr %q; want 2 naming the rule and the field", cmd, r.code, r.stderr)
 		}
 	}
+
+	// On a reload, the error is logged and the running rules stay.
+	cfg["alertInterval"] = "250ms"
+	good := `  - name: active
+    metric: active
+    above: 0.5
+    window: 250ms
+`
+	writeAlertConfig(t, cfg, path, good)
+	d := startDaemon(t, path, cfg["logFilePathname"])
+	d.WaitLog(t, "Alert active firing", 1)
+	writeAlertConfig(t, cfg, path, good+`  - name: active
+    metric: active
+    below: 0.5
+`)
+	d.WaitLog(t, "configuration not reloaded; the running settings stay", 1)
+	if log := d.LogText(); !strings.Contains(log, `rule \"active\" (line`) || !strings.Contains(log, "field name: a rule of this name is already on line") {
+		t.Errorf("the reload's error does not name the rule and the field:\n%s", d.Tail(5))
+	}
+	stopDaemon(t, d)
+	if n := strings.Count(d.LogText(), "Alert active firing"); n != 1 {
+		t.Errorf("the running rule notified %d times, want once", n)
+	}
 }
