@@ -247,7 +247,7 @@ func TestHangingCommandIsKilledWithoutHoldingUpEvaluation(t *testing.T) {
 		// The shell is the test's own command: its child, in the same
 		// process group, must die with it.
 		{Name: "hangs", Metric: figures.ParamProcessorsLive, Below: true, Threshold: 1, Window: time.Second,
-			Command: []string{"/bin/sh", "-c", "sleep 60 & echo $! >" + pidFile + "; wait"}},
+			Command: testkit.HangingCommand(pidFile)},
 		{Name: "quick", Metric: figures.ParamProcessorsLive, Below: true, Threshold: 1, Window: time.Second,
 			Command: r.record("quick"), Repeat: time.Second},
 	}
@@ -260,15 +260,7 @@ func TestHangingCommandIsKilledWithoutHoldingUpEvaluation(t *testing.T) {
 		return strings.Contains(r.log.String(), "alert command killed with its process group: it ran longer than 500ms")
 	})
 	e.commands.wait()
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
-	testkit.Eventually(t, "the command's child to die with it (its process group killed)", func() bool {
-		s, err := os.ReadFile(stat)
-		return err != nil || strings.Contains(string(s), ") Z ")
-	})
+	testkit.WaitChildGone(t, pidFile)
 }
 
 func TestUnreadableFigureNeitherFiresNorResolves(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/crashmonitor/monitor/internal/pgtest"
 	"github.com/crashmonitor/monitor/internal/procsim"
 	"github.com/crashmonitor/monitor/internal/testkit"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // writeAlertConfig writes cfg to path with the rules, given as YAML text
@@ -31,6 +32,17 @@ func writeAlertConfig(t *testing.T, cfg testkit.Config, path, rules string) {
 	if _, err := f.WriteString("alertRules:\n" + rules); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// alertSetup returns a schema of the test's own, a configuration on it
+// that samples four times a second, the configuration file's path, and its
+// directory.
+func alertSetup(t *testing.T) (*pgxpool.Pool, testkit.Config, string, string) {
+	t.Helper()
+	pool := pgtest.Schema(t)
+	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
+	cfg["alertInterval"] = "250ms"
+	return pool, cfg, path, filepath.Dir(path)
 }
 
 // yamlList spells a command as a YAML flow sequence of quoted strings.
@@ -50,11 +62,8 @@ func yamlList(argv ...string) string {
 // processor returns.
 func TestAlertRules(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Schema(t)
-	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
-	dir := filepath.Dir(path)
+	pool, cfg, path, dir := alertSetup(t)
 	cfg["processorCheckInTime"] = "00:00:02"
-	cfg["alertInterval"] = "250ms"
 	record := testkit.AlertRecorder(t)
 	pwned := filepath.Join(dir, "pwned")
 	outOnce, outRepeat := filepath.Join(dir, "once.out"), filepath.Join(dir, "repeat.out")
@@ -163,10 +172,7 @@ func TestAlertRules(t *testing.T) {
 // group, after 30 s, and the rules go on being evaluated meanwhile.
 func TestAlertCommandHangs(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Schema(t)
-	cfg, path := newConfig(t, testkit.SchemaURL(t, pool))
-	dir := filepath.Dir(path)
-	cfg["alertInterval"] = "250ms"
+	_, cfg, path, dir := alertSetup(t)
 	pidFile, ticks := filepath.Join(dir, "child.pid"), filepath.Join(dir, "ticks.out")
 	writeAlertConfig(t, cfg, path, fmt.Sprintf(`  - name: hangs
     metric: active
@@ -179,7 +185,7 @@ func TestAlertCommandHangs(t *testing.T) {
     window: 250ms
     repeat: 1s
     command: %s
-`, yamlList("/bin/sh", "-c", "sleep 300 & echo $! >"+pidFile+"; wait"), yamlList(testkit.AlertRecorder(t), ticks)))
+`, yamlList(testkit.HangingCommand(pidFile)...), yamlList(testkit.AlertRecorder(t), ticks)))
 
 	d := startDaemon(t, path, cfg["logFilePathname"])
 	d.WaitLog(t, "monitor started", 1)
@@ -189,15 +195,7 @@ func TestAlertCommandHangs(t *testing.T) {
 	if n := len(testkit.AlertCalls(t, ticks)); n < 20 {
 		t.Errorf("the other rule ran its command %d times while the first hung 30 s; want a repeat every second", n)
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
-	testkit.Eventually(t, "the command's child to die with it", func() bool {
-		s, err := os.ReadFile(stat)
-		return err != nil || strings.Contains(string(s), ") Z ")
-	})
+	testkit.WaitChildGone(t, pidFile)
 	stopDaemon(t, d)
 }
 

@@ -44,3 +44,24 @@ func AlertCalls(t testing.TB, out string) []string {
 	}
 	return calls
 }
+
+// HangingCommand is an alert command that hangs: a shell whose child, in
+// its process group, sleeps for minutes after writing its pid to pidFile.
+func HangingCommand(pidFile string) []string {
+	return []string{"/bin/sh", "-c", "sleep 300 & echo $! >" + pidFile + "; wait"}
+}
+
+// WaitChildGone waits until the process whose pid HangingCommand wrote to
+// pidFile is gone (or a zombie): its process group was killed.
+func WaitChildGone(t testing.TB, pidFile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
+	Eventually(t, "the command's child to die with it (its process group killed)", func() bool {
+		s, err := os.ReadFile(stat)
+		return err != nil || strings.Contains(string(s), ") Z ")
+	})
+}
