@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/crashmonitor/monitor/alert"
 	"github.com/crashmonitor/monitor/cleanup"
 	"github.com/crashmonitor/monitor/crashstore"
 	"github.com/crashmonitor/monitor/internal/logging"
@@ -16,10 +17,10 @@ import (
 	"github.com/crashmonitor/monitor/scanner"
 )
 
-// startLoops builds the scanner, priority and cleanup loops on store and
-// runs each in g until ctx is done. Their delays and processorCheckInTime
-// are read from the running configuration before every wait, and a reload
-// wakes them. They share one board of the storage trees' faults, so that a
+// startLoops builds the scanner, priority and cleanup loops and the
+// evaluation of the threshold rules on store and runs each in g until ctx is
+// done. Their delays and processorCheckInTime are read from the running
+// configuration before every wait, and a reload wakes them. They share one board of the storage trees' faults, so that a
 // fault is logged once whichever loop meets it.
 func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.Store) {
 	cfg := a.cfg.Load()
@@ -54,6 +55,19 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 
 	cl := a.newCleaner(store, sc.FirstPassDone(), faults, a.loggerFor("cleanup"))
 	g.Go(func() error { return cl.Run(ctx) })
+
+	// The threshold rules are evaluated by the active monitor only, and
+	// their memory is written through the same fenced store.
+	ev := alert.New(alert.Options{
+		Figures:  a.figures,
+		Store:    store,
+		Rules:    func() []alert.Rule { return a.cfg.Load().AlertRules },
+		Interval: func() time.Duration { return a.cfg.Load().AlertInterval },
+		Changed:  a.changed.C,
+		Outage:   a.outage,
+		Logger:   a.loggerFor("alerts"),
+	})
+	g.Go(func() error { return ev.Run(ctx) })
 }
 
 // newCleaner builds the cleanup loop from the running configuration. The

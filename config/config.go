@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/crashmonitor/monitor/alert"
 	"github.com/crashmonitor/monitor/apmon"
 )
 
@@ -76,6 +78,10 @@ type Config struct {
 	ApMonNodeName     string // the host's name unless set
 	ApMonInterval     time.Duration
 	ApMonMaxMsgRate   int // datagrams a second to one destination, at most
+
+	// AlertRules are the threshold rules, evaluated every AlertInterval.
+	AlertRules    []alert.Rule
+	AlertInterval time.Duration
 }
 
 // Setting is one key and its effective value, as printed by check-config.
@@ -128,6 +134,7 @@ func load(path string) (*Config, error) {
 		}
 	}
 	var fileErrs []error
+	nodes := map[string]*yaml.Node{}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -138,13 +145,28 @@ func load(path string) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Every value arrives as the scalar's text, so viper layers
+		// A structured key's YAML value stays out of viper, which would
+		// copy it apart; the environment still overrides it (see get).
+		for key, val := range values {
+			if n, ok := val.(*yaml.Node); ok {
+				nodes[key] = n
+				delete(values, key)
+			}
+		}
+		// Every other value arrives as the scalar's text, so viper layers
 		// defaults < file < environment over plain strings only.
 		if err := v.MergeConfigMap(values); err != nil {
 			return nil, err
 		}
 	}
-	c, valueErrs := decode(v.Get)
+	c, valueErrs := decode(func(key string) any {
+		if n, ok := nodes[key]; ok {
+			if _, set := os.LookupEnv(EnvPrefix + strings.ToUpper(key)); !set {
+				return n
+			}
+		}
+		return v.Get(key)
+	})
 	// A key the file check rejected is not reported again for its value.
 	reported := map[string]bool{}
 	for _, e := range fileErrs {

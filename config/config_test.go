@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crashmonitor/monitor/alert"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 )
@@ -48,6 +49,7 @@ func defaults(storageRoot string) *Config {
 		ApMonNodeName:               hostname(),
 		ApMonInterval:               30 * time.Second,
 		ApMonMaxMsgRate:             20,
+		AlertInterval:               10 * time.Second,
 	}
 }
 
@@ -270,6 +272,53 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 	}
 	if ke, ok := errors.AsType[*KeyError](err); !ok || ke.Err == nil {
 		t.Errorf("errors.AsType[*KeyError] failed on %v", err)
+	}
+}
+
+func TestAlertRules(t *testing.T) {
+	t.Parallel()
+	c := mustLoad(t, "testdata/good_alert_rules.yaml")
+	want := []alert.Rule{
+		{Name: "no-live-processor", Metric: "processors_live", Below: true, Threshold: 1, Window: 2 * time.Minute,
+			Command: []string{"/usr/local/bin/page", "crash pipeline; $(rm -rf /)"}, Repeat: time.Hour},
+		{Name: "backlog", Metric: "jobs_queued", Threshold: 50000, Window: alert.DefaultWindow},
+	}
+	if !reflect.DeepEqual(c.AlertRules, want) || c.AlertInterval != 5*time.Second {
+		t.Errorf("rules = %+v every %s, want %+v every 5s", c.AlertRules, c.AlertInterval, want)
+	}
+
+	_, err := Load("testdata/bad_alert_rules.yaml")
+	if ke := keyErrors(err); len(ke) != 1 || ke[0].Key != "alertRules" {
+		t.Fatalf("want one error, about alertRules; got %v", err)
+	}
+	for _, frag := range []string{
+		`rule "no-live-processor" (line 3): field metric: "procesors_live" is not a metric (one of jobs_queued,`,
+		`rule "both" (line 6): field above: give either above or below, not both`,
+		`rule "neither" (line 10): field above: required: give the threshold as above or below`,
+		`rule 4 (line 12): field name: "bad name!" is not a name: use letters, digits, _ and -`,
+		`rule "no-live-processor" (line 15): field name: a rule of this name is already on line 3`,
+		`rule "bad-window" (line 18): field window: "5 minutes" is not a duration`,
+		`rule "empty-command" (line 22): field command: is an empty list`,
+		`rule "unknown-field" (line 26): field colour: unknown field on line 29`,
+		`rule "not-a-number" (line 30): field above: "lots" is not a number`,
+		`rule 10 (line 33): must be a mapping of fields`,
+	} {
+		if !strings.Contains(err.Error(), frag) {
+			t.Errorf("error lacks %q:\n%v", frag, err)
+		}
+	}
+}
+
+// TestAlertRulesFromTheEnvironment: the environment may only empty the
+// rules.
+func TestAlertRulesFromTheEnvironment(t *testing.T) {
+	t.Setenv("MONITOR_ALERTRULES", "")
+	if c := mustLoad(t, "testdata/good_alert_rules.yaml"); len(c.AlertRules) != 0 {
+		t.Errorf("an empty MONITOR_ALERTRULES left %d rules", len(c.AlertRules))
+	}
+	t.Setenv("MONITOR_ALERTRULES", "- name: x")
+	if _, err := Load("testdata/good_alert_rules.yaml"); err == nil || !strings.Contains(err.Error(), "is set in the configuration file only") {
+		t.Errorf("MONITOR_ALERTRULES with rules: err = %v", err)
 	}
 }
 
@@ -683,8 +732,8 @@ func TestDiff(t *testing.T) {
 		t.Errorf("restart = %v, want %v", restart, want)
 	}
 	hot, restart = Diff(nil, a)
-	if len(hot)+len(restart) != len(keys) || len(hot) != 11 {
-		t.Errorf("Diff(nil, a) = %v, %v; want every key, 11 hot", hot, restart)
+	if len(hot)+len(restart) != len(keys) || len(hot) != 13 {
+		t.Errorf("Diff(nil, a) = %v, %v; want every key, 13 hot", hot, restart)
 	}
 }
 

@@ -82,6 +82,10 @@ func parseFile(data []byte) (values map[string]any, keyErrs []error, err error) 
 			vn = vn.Alias
 		}
 		switch {
+		case spec.isNode && vn.Kind == yaml.ScalarNode && vn.Tag == "!!null":
+			values[key] = ""
+		case spec.isNode:
+			values[key] = vn // read whole by the key's kind
 		case vn.Kind == yaml.MappingNode:
 			fail("on line %d is a nested mapping; values must be plain scalars", vn.Line)
 		case vn.Kind == yaml.SequenceNode && spec.isList:

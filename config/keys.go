@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/crashmonitor/monitor/alert"
 	"github.com/crashmonitor/monitor/apmon"
 )
 
@@ -64,6 +67,9 @@ var keys = []keySpec{
 	key("apmonNodeName", "", onReload, asApMonNode(), func(c *Config) *string { return &c.ApMonNodeName }), // empty = the host name
 	key("apmonInterval", "00:00:30", onReload, asDuration, func(c *Config) *time.Duration { return &c.ApMonInterval }),
 	key("apmonMaxMsgRate", "20", onReload, asInteger[int](1, math.MaxInt32), func(c *Config) *int { return &c.ApMonMaxMsgRate }),
+
+	key("alertRules", "", onReload, asAlertRules, func(c *Config) *[]alert.Rule { return &c.AlertRules }),
+	key("alertInterval", "00:00:10", onReload, asDuration, func(c *Config) *time.Duration { return &c.AlertInterval }),
 }
 
 // takesEffect says when a running daemon applies a changed key.
@@ -81,6 +87,7 @@ type keySpec struct {
 	hot        bool   // applied without a restart
 	isRequired bool   // an empty value is an error
 	isList     bool   // a YAML sequence is accepted (see kind.items)
+	isNode     bool   // the file's YAML value is read whole (see kind.node)
 	// mask, for a secret key, hides the secret in a printed value.
 	mask func(printed string) string
 	// parse reads raw into c's field. On failure it returns the problem and
@@ -88,6 +95,8 @@ type keySpec struct {
 	parse func(c *Config, raw string) (read string, err error)
 	// parseItems, set for a list key, reads a YAML sequence into c's field.
 	parseItems func(c *Config, items []string) error
+	// parseNode, set for a structured key, reads its YAML value.
+	parseNode func(c *Config, n *yaml.Node) error
 	// format prints c's field, unmasked.
 	format func(c *Config) string
 	// copy sets dst's field to src's.
@@ -117,9 +126,15 @@ func key[T any](name, def string, when takesEffect, as kind[T], field func(*Conf
 			*field(c) = v
 			return err
 		},
+		parseNode: func(c *Config, n *yaml.Node) error {
+			v, err := as.node(n)
+			*field(c) = v
+			return err
+		},
 		format: func(c *Config) string { return as.format(*field(c)) },
 		copy:   func(dst, src *Config) { *field(dst) = *field(src) },
 		isList: as.items != nil,
+		isNode: as.node != nil,
 	}
 }
 
@@ -171,6 +186,12 @@ func decode(get func(key string) any) (*Config, []error) {
 				items[i] = text(item)
 			}
 			value = items
+		}
+		if n, ok := value.(*yaml.Node); ok {
+			if err := k.parseNode(c, n); err != nil {
+				errs = append(errs, &KeyError{Key: k.name, Err: err})
+			}
+			continue
 		}
 		if items, ok := value.([]string); ok {
 			if err := k.parseItems(c, items); err != nil {

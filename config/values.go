@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/crashmonitor/monitor/internal/logging"
 )
 
@@ -25,6 +27,10 @@ type kind[T any] struct {
 	// in the file is read by items, a string (the environment's form) by
 	// parse.
 	items func(items []string) (T, error)
+	// node, when set, makes the key structured: its YAML value in the
+	// file (a sequence of mappings) is read by node, a string (the
+	// environment's form) by parse.
+	node func(n *yaml.Node) (T, error)
 }
 
 var (

@@ -316,12 +316,10 @@ func TestStepDownOnTerminate(t *testing.T) {
 	b.waitDecided(t)
 
 	a.terminate()
-	cut := time.Now()
 	testkit.EventuallyWithin(t, renew+time.Second, "a to step down", func() bool { return !a.leading() })
-	testkit.EventuallyWithin(t, 3*time.Second, "b to take over", b.leading)
-	if took := time.Since(cut); took > long/2 {
-		t.Errorf("b took over %s after a lost its session: a did not resign", took)
-	}
+	// Well before the lease would have expired: a resigned it. (The bound
+	// is that, not a tighter one a loaded machine would miss.)
+	testkit.EventuallyWithin(t, long/2, "b to take over before half the lease's term: a did not resign", b.leading)
 	a.waitLog(t, "stepping down")
 	a.waitLog(t, "resigned the lease of the term this monitor stepped down from")
 	a.waitLog(t, "standing by")

@@ -147,6 +147,7 @@ const (
 	EventLifecycle = "lifecycle" // the monitor started or stopped
 	EventCleanup   = "cleanup"   // cleanups failing
 	EventElection  = "election"  // this monitor became active, stood by or stepped down
+	EventAlert     = "alert"     // a threshold rule fired or resolved
 )
 
 // Event records a notable event; the latest 50 are kept.

@@ -95,7 +95,7 @@ func (m metrics) collectors() []prometheus.Collector {
 type stateCollector struct {
 	f                                                  *Figures
 	jobs, processors, pending, oldest, requests, inbox *prometheus.Desc
-	active                                             *prometheus.Desc
+	active, alerts                                     *prometheus.Desc
 }
 
 func newStateCollector(f *Figures) *stateCollector {
@@ -108,11 +108,12 @@ func newStateCollector(f *Figures) *stateCollector {
 		requests:   prometheus.NewDesc("monitor_priority_requests_pending", "Rows in priorityjobs.", nil, nil),
 		inbox:      prometheus.NewDesc("monitor_inbox_pairs", "Pairs the last scan pass left in the inbox: complete (waiting) and incomplete.", []string{"state"}, nil),
 		active:     prometheus.NewDesc("monitor_active", "1 while this process runs the loops, 0 on standby.", nil, nil),
+		alerts:     prometheus.NewDesc("monitor_alerts_firing", "1 while a threshold rule (alertRules) fires, else 0; one series per configured rule.", []string{"rule"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.jobs, c.processors, c.pending, c.oldest, c.requests, c.inbox, c.active} {
+	for _, d := range []*prometheus.Desc{c.jobs, c.processors, c.pending, c.oldest, c.requests, c.inbox, c.active, c.alerts} {
 		ch <- d
 	}
 }
@@ -159,6 +160,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.oldest, age)
 	gauge(c.requests, float64(st.PriorityRequests))
+	for _, a := range st.Alerts {
+		firing := 0.0
+		if a.Firing {
+			firing = 1
+		}
+		gauge(c.alerts, firing, a.Rule)
+	}
 }
 
 // Inbox returns what the last scan pass left in the inbox; nil before the

@@ -21,6 +21,8 @@ type Report struct {
 	PriorityRequests       int64             `json:"priority_requests"`
 	OldestQueuedAgeSeconds *float64          `json:"oldest_queued_age_seconds"`
 	Cleanup                CleanupReport     `json:"cleanup"`
+	// Alerts are the threshold rules that fire, by name.
+	Alerts []AlertReport `json:"alerts_firing"`
 	// ActiveMonitor is the monitor that runs the loops (it holds the
 	// lease); nil when none does. StandbyMonitors are the other running
 	// monitors, oldest first.
@@ -33,6 +35,25 @@ type Report struct {
 	DatabaseError string    `json:"database_error,omitempty"`
 	// Daemon is what only a running monitor knows.
 	Daemon *DaemonReport `json:"daemon,omitempty"`
+}
+
+// AlertReport is a threshold rule that fires: since when, the average
+// that made it fire, and its threshold.
+type AlertReport struct {
+	Rule      string    `json:"rule"`
+	Metric    string    `json:"metric"`
+	Since     time.Time `json:"since"`
+	Average   float64   `json:"average"`
+	Below     bool      `json:"below"`
+	Threshold float64   `json:"threshold"`
+}
+
+// Direction is "below" or "above".
+func (a AlertReport) Direction() string {
+	if a.Below {
+		return "below"
+	}
+	return "above"
 }
 
 // ProcessorReport is one processor.
@@ -126,6 +147,12 @@ func StatusReport(st queue.Status) Report {
 	if st.OldestQueuedAge != nil {
 		s := st.OldestQueuedAge.Seconds()
 		r.OldestQueuedAgeSeconds = &s
+	}
+	r.Alerts = make([]AlertReport, 0, len(st.Alerts))
+	for _, a := range st.Alerts {
+		if a.Firing {
+			r.Alerts = append(r.Alerts, AlertReport{a.Rule, a.Metric, a.Since, a.Value, a.Below, a.Threshold})
+		}
 	}
 	r.Cleanup.Failing = st.CleanupFailing
 	r.Cleanup.Recent = make([]CleanupFailureReport, 0, len(st.CleanupFailures))
@@ -224,6 +251,12 @@ func (r Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "oldest queued job: %s\n", (time.Duration(*r.OldestQueuedAgeSeconds * float64(time.Second))).Round(time.Second))
 	} else {
 		fmt.Fprintln(w, "oldest queued job: none")
+	}
+	fmt.Fprintf(w, "alerts firing: %d\n", len(r.Alerts))
+	for _, a := range r.Alerts {
+		fmt.Fprintf(w, "  %s since %s: %s averaged %s, %s its threshold of %s\n", printable(a.Rule),
+			a.Since.Format("2006-01-02 15:04:05"), a.Metric, strconv.FormatFloat(a.Average, 'g', 6, 64), a.Direction(),
+			strconv.FormatFloat(a.Threshold, 'g', -1, 64))
 	}
 	fmt.Fprintf(w, "cleanups failing: %d\n", r.Cleanup.Failing)
 	for _, c := range r.Cleanup.Recent {

@@ -48,7 +48,7 @@ func TestMigrate(t *testing.T) {
 		}
 
 		tables := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
-		want := []string{"jobs", "monitor_cleanup_failures", "monitor_instances", "monitor_leader", "monitor_schema_version", "priorityjobs", "processors"}
+		want := []string{"jobs", "monitor_alerts", "monitor_cleanup_failures", "monitor_instances", "monitor_leader", "monitor_schema_version", "priorityjobs", "processors"}
 		if !slices.Equal(tables, want) {
 			t.Errorf("tables = %v, want %v", tables, want)
 		}
@@ -127,8 +127,8 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("schema version = %d, want %d", got, latest)
 		}
 		tables := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, schema)
-		if len(tables) != 7 {
-			t.Errorf("tables = %v, want 7", tables)
+		if len(tables) != 8 {
+			t.Errorf("tables = %v, want 8", tables)
 		}
 		if err := queue.NewStore(pool).CheckSchema(t.Context()); err != nil {
 			t.Errorf("CheckSchema: %v", err)
@@ -290,7 +290,7 @@ SELECT setval('jobs_id_seq', 9);`,
 		}
 		front := testkit.SortedStrings(t, pool, `SELECT tablename FROM pg_tables WHERE schemaname = $1`, frontSchema)
 		// The monitor's own tables go to the creation schema.
-		if want := []string{"monitor_cleanup_failures", "monitor_instances", "monitor_leader", "monitor_schema_version"}; !slices.Equal(front, want) {
+		if want := []string{"monitor_alerts", "monitor_cleanup_failures", "monitor_instances", "monitor_leader", "monitor_schema_version"}; !slices.Equal(front, want) {
 			t.Errorf("tables created in %s = %v, want %v", frontSchema, front, want)
 		}
 		after := snapshot(t, classic)

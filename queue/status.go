@@ -68,6 +68,8 @@ type Status struct {
 	// Standbys lists the other running monitors (heartbeat within
 	// StandbySeen), oldest first.
 	Standbys []MonitorInstance
+	// Alerts are the threshold rules' remembered states, by rule name.
+	Alerts []AlertState
 }
 
 // StatusCleanupFailures is how many failing cleanups Status lists.
@@ -106,6 +108,7 @@ func (s *Store) Status(ctx context.Context, checkIn time.Duration) (Status, erro
 	b.Queue(statusCleanupRecentQuery, StatusCleanupFailures)
 	b.Queue(statusLeaderQuery)
 	b.Queue(statusInstancesQuery, interval(StandbySeen))
+	b.Queue(alertsQuery)
 	br := s.pool.SendBatch(ctx, &b)
 	if err := readStatus(br, &st); err != nil {
 		_ = br.Close()
@@ -146,7 +149,15 @@ func readStatus(br pgx.BatchResults, st *Status) error {
 	if err := readCleanupStatus(br, st); err != nil {
 		return err
 	}
-	return readMonitorsStatus(br, st)
+	if err := readMonitorsStatus(br, st); err != nil {
+		return err
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return err
+	}
+	st.Alerts, err = pgx.CollectRows(rows, scanAlert)
+	return err
 }
 
 // readMonitorsStatus reads the results of statusLeaderQuery and

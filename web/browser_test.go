@@ -43,10 +43,17 @@ func TestStatusPageInBrowser(t *testing.T) {
 	t.Run("3 processors", func(t *testing.T) {
 		procs := []proc{{"crash-processor-1.example.net_4711", live, 230}, {"crash-processor-2.example.net_4712", live, 214},
 			{"crash-processor-3.example.net_4713", live, 198}}
-		url, _, _ := serve(t, procs)
+		url, pool, _ := serve(t, procs)
+		_, err := pool.Exec(t.Context(), `INSERT INTO monitor_alerts (rule, definition, metric, below, threshold, firing, since, value)
+VALUES ('oldest-job-30-minutes', 'd', 'oldest_queued_job_age_seconds', false, 1800, true, now() - interval '4 minutes', 2210.5),
+       ('quiet', 'd', 'jobs_queued', false, 50000, false, now(), 3)`)
+		if err != nil {
+			t.Fatal(err)
+		}
 		dom := dumpDOM(t, bin, url)
 		checkDOM(t, dom, procs)
-		for _, want := range []string{">active<", ">healthy<", "3 live", "pass running for", "Throughput, last hour"} {
+		for _, want := range []string{">active<", ">healthy<", "3 live", "pass running for", "Throughput, last hour",
+			"1 alert fires.", "<b>oldest-job-30-minutes</b> since", "oldest_queued_job_age_seconds averaged <b>2210.5</b>, above its threshold of 1800"} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("the page lacks %q", want)
 			}

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/crashmonitor/monitor/figures"
@@ -96,6 +97,7 @@ type view struct {
 	InboxAgo    string
 	Failing     int64
 	Cleanups    []cleanupView
+	Alerts      []alertView
 	Processors  []processorView
 	Live, Stale int
 	Dead        int
@@ -137,6 +139,13 @@ type cleanupView struct {
 	RetryIn        string
 }
 
+// alertView is one threshold rule that fires.
+type alertView struct {
+	Rule, Metric, Direction string
+	Since, SinceFull, For   string
+	Average, Threshold      string
+}
+
 // eventView is one notable event.
 type eventView struct {
 	Time, Full, Ago string
@@ -169,6 +178,14 @@ func newView(rep figures.Report, now time.Time) view {
 		v.Cleanups = append(v.Cleanups, cleanupView{
 			UUID: printable(c.UUID), Error: printable(c.LastError), Attempts: c.Attempts,
 			When: when, WhenFull: full, RetryIn: human(seconds(c.RetryInSeconds)),
+		})
+	}
+	for _, a := range rep.Alerts {
+		since, full := clock(a.Since)
+		v.Alerts = append(v.Alerts, alertView{
+			Rule: printable(a.Rule), Metric: a.Metric, Direction: a.Direction(),
+			Since: since, SinceFull: full, For: human(max(now.Sub(a.Since), 0)) + " ago",
+			Average: strconv.FormatFloat(a.Average, 'g', 6, 64), Threshold: strconv.FormatFloat(a.Threshold, 'g', -1, 64),
 		})
 	}
 	if d := rep.Daemon; d != nil {
@@ -269,6 +286,8 @@ func (v *view) title() string {
 		return "UNHEALTHY · " + t
 	case v.DBError != "":
 		return "DATABASE UNREACHABLE · " + t
+	case len(v.Alerts) > 0:
+		return "ALERT · " + t
 	case v.Daemon && !v.Active:
 		return "standby · " + t
 	}

@@ -128,7 +128,7 @@ func pageElements() map[string]bool {
 	return map[string]bool{
 		"html": true, "head": true, "meta": true, "link": true, "title": true, "style": true, "body": true,
 		"header": true, "main": true, "section": true, "div": true, "p": true, "span": true, "h1": true, "h2": true,
-		"b": true, "strong": true, "code": true, "time": true, "ol": true, "li": true,
+		"b": true, "strong": true, "code": true, "time": true, "ol": true, "ul": true, "li": true,
 		"table": true, "tbody": true, "tr": true, "th": true, "td": true,
 		"svg": true, "line": true, "polygon": true, "polyline": true,
 	}
@@ -270,6 +270,28 @@ func TestPageTrouble(t *testing.T) {
 			t.Errorf("the page lacks %q", want)
 		}
 	}
+}
+
+func TestPageAlerts(t *testing.T) {
+	now := time.Date(2026, 11, 22, 14, 3, 7, 0, time.Local)
+	rep := sampleReport(3, now)
+	rep.Alerts = []figures.AlertReport{
+		{Rule: "no-live-processor", Metric: "processors_live", Since: now.Add(-95 * time.Second), Average: 0, Below: true, Threshold: 1},
+		{Rule: "<b>x</b>", Metric: "jobs_queued", Since: now.Add(-time.Hour), Average: 51234.25, Threshold: 50000},
+	}
+	out := renderPage(t, rep, now)
+	for _, want := range []string{
+		"<title>ALERT · monitor on monitor-1.example.net</title>",
+		"<strong>2 alerts fire.</strong>",
+		"<b>no-live-processor</b> since <span title=",
+		"(1m 35s ago): processors_live averaged <b>0</b>, below its threshold of 1</li>",
+		"<b>&lt;b&gt;x&lt;/b&gt;</b>", "jobs_queued averaged <b>51234.2</b>, above its threshold of 50000",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	checkNoInjection(t, out)
 }
 
 func TestPageEmpty(t *testing.T) {

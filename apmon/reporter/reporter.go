@@ -52,12 +52,9 @@ type Options struct {
 
 // Reporter sends the reports.
 type Reporter struct {
-	opts Options
-	proc proc
-
-	// The totals and time of the previous report, for the rates.
-	prevQueued, prevCleaned int64
-	prevAt                  time.Time
+	opts    Options
+	proc    proc
+	sampler *figures.Sampler // its rates are over the time since the previous report
 }
 
 // New returns the reporter of opts.
@@ -68,7 +65,7 @@ func New(opts Options) *Reporter {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
-	return &Reporter{opts: opts, proc: proc{root: opts.ProcRoot}}
+	return &Reporter{opts: opts, proc: proc{root: opts.ProcRoot}, sampler: figures.NewSampler(opts.Figures)}
 }
 
 // Run sends a report at once and then every interval to every destination
@@ -150,60 +147,27 @@ func (r *Reporter) send(ctx context.Context, sender *apmon.Sender, pages *apmon.
 // messages builds the report's messages: the monitor's figures, one per
 // processor, the host's and the process's.
 func (r *Reporter) messages(ctx context.Context, set Settings) []apmon.Message {
-	f := r.opts.Figures
 	now := r.opts.Now()
 	main := apmon.Message{Cluster: set.Cluster, Node: set.Node}
-	add := func(p apmon.Param) { main.Params = append(main.Params, p) }
-
-	// The database figures, when they could be read now: stale ones are
-	// left out rather than sent as new (the service keeps the last values).
-	st, _, err := f.DB(ctx)
-	var procs []apmon.Message
-	if err == nil {
-		add(apmon.Int("jobs_queued", st.Queued))
-		add(apmon.Int("jobs_started", st.Started))
-		add(apmon.Int("jobs_succeeded", st.Succeeded))
-		add(apmon.Int("jobs_failed", st.Failed))
-		states := map[string]int64{}
+	// The database figures are left out when they could not be read now,
+	// rather than sent stale as new (the service keeps the last values).
+	sample := r.sampler.Sample(ctx)
+	for _, p := range sample.Params {
+		if p.Count {
+			main.Params = append(main.Params, apmon.Int(p.Name, int64(p.Value)))
+		} else {
+			main.Params = append(main.Params, apmon.Float(p.Name, p.Value))
+		}
+	}
+	msgs := []apmon.Message{main}
+	if st, _, err := r.opts.Figures.DB(ctx); err == nil && sample.DBErr == nil {
 		for _, p := range st.Processors {
-			states[p.State]++
 			if p.Name != "" {
-				procs = append(procs, apmon.Message{Cluster: set.Cluster + "_Processors", Node: p.Name,
+				msgs = append(msgs, apmon.Message{Cluster: set.Cluster + "_Processors", Node: p.Name,
 					Params: []apmon.Param{apmon.Int("pending_jobs", p.Pending)}})
 			}
 		}
-		for _, s := range []string{"live", "stale", "dead"} {
-			add(apmon.Int("processors_"+s, states[s]))
-		}
-		age := 0.0
-		if st.OldestQueuedAge != nil {
-			age = st.OldestQueuedAge.Seconds()
-		}
-		add(apmon.Float("oldest_queued_job_age_seconds", age))
-		add(apmon.Int("priority_requests_pending", st.PriorityRequests))
 	}
-	var complete, incomplete int64
-	if in := f.Inbox(); in != nil {
-		complete, incomplete = int64(in.Complete), int64(in.Incomplete)
-	}
-	add(apmon.Int("inbox_pairs_complete", complete))
-	add(apmon.Int("inbox_pairs_incomplete", incomplete))
-	active := int64(0)
-	if f.Active() {
-		active = 1
-	}
-	add(apmon.Int("active", active))
-	queued, cleaned := f.Totals()
-	qRate, cRate := 0.0, 0.0
-	if secs := now.Sub(r.prevAt).Seconds(); !r.prevAt.IsZero() && secs > 0 {
-		qRate = float64(max(queued-r.prevQueued, 0)) / secs
-		cRate = float64(max(cleaned-r.prevCleaned, 0)) / secs
-	}
-	r.prevQueued, r.prevCleaned, r.prevAt = queued, cleaned, now
-	add(apmon.Float("queued_per_second", qRate))
-	add(apmon.Float("cleaned_per_second", cRate))
-
-	msgs := append([]apmon.Message{main}, procs...)
 	if sys := r.proc.system(now); len(sys) > 0 {
 		msgs = append(msgs, apmon.Message{Cluster: set.Cluster + "_SysInfo", Node: set.Node, Params: sys})
 	}
