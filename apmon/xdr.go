@@ -28,10 +28,11 @@ import (
 // a MonALISA service reads the instance id and sequence number after it.
 const Version = "2.2.2-monitor"
 
-// MaxDatagram is the largest datagram sent, in bytes: a report that would
-// be larger is split into several complete datagrams, as the ApMon libraries
-// split theirs (maxMsgSize).
-const MaxDatagram = 1440
+// MaxDatagram is the largest datagram sent, in bytes: under 1,440 (CONTRACT
+// section 9), so that one fits a 1,500-byte Ethernet frame with room for
+// tunnel headers. A report that would be larger is split into several
+// complete datagrams, as the ApMon libraries split theirs (maxMsgSize).
+const MaxDatagram = 1439
 
 // DefaultPort is the port MonALISA services listen on for ApMon.
 const DefaultPort = 8884
@@ -198,9 +199,13 @@ func appendString(b []byte, s string) []byte {
 // MaxDatagram bytes, each block as full as it can be: the way the ApMon
 // libraries split a large report. A parameter too large for any datagram
 // gets a block of its own. No params, no blocks.
-func Split(d Datagram, params []Param) [][]Param {
+func Split(d Datagram, params []Param) [][]Param { return SplitWithin(d, params, MaxDatagram) }
+
+// SplitWithin is Split with datagrams of at most limit bytes (the Python
+// library's maxMsgSize is 1,440, one more than MaxDatagram).
+func SplitWithin(d Datagram, params []Param, limit int) [][]Param {
 	d.Params, d.Time = nil, 1
-	room := MaxDatagram - d.overhead()
+	room := limit - d.overhead()
 	var blocks [][]Param
 	start, used := 0, 0
 	for i, p := range params {

@@ -110,9 +110,16 @@ func TestSplitMatchesPythonApMon(t *testing.T) {
 		}
 	}
 	d := Datagram{Version: Version, InstanceID: 7, Cluster: "Socorro_Monitor_Processors", Node: "a-rather-long-node-name.example.org", Time: 1767225601}
-	blocks := Split(d, params)
+	// The Python library fills a datagram up to 1,440 bytes; the monitor
+	// stays under that (CONTRACT section 9), one byte short.
+	blocks := SplitWithin(d, params, 1440)
 	if len(blocks) != len(want) {
-		t.Fatalf("Split made %d blocks, want %d", len(blocks), len(want))
+		t.Fatalf("SplitWithin made %d blocks, want %d", len(blocks), len(want))
+	}
+	for _, block := range Split(d, params) {
+		if b := (Datagram{Version: d.Version, InstanceID: 7, Cluster: d.Cluster, Node: d.Node, Time: d.Time, Params: block}).Encode(); len(b) >= 1440 {
+			t.Errorf("Split made a datagram of %d bytes, want under 1,440", len(b))
+		}
 	}
 	w := &worker{seq: new(atomic.Int32)}
 	w.seq.Store(1999999998)

@@ -61,7 +61,7 @@ func (m *monALISA) reports(cluster string) []apmon.Datagram {
 }
 
 // checkStream checks what arrived: every datagram readable and within
-// 1,440 bytes, numbered 1, 2, 3... in order, from one instance, with the
+// 1,439 bytes, numbered 1, 2, 3... in order, from one instance, with the
 // destination's password and the version that makes MonALISA read the
 // numbers. It returns the instance id.
 func (m *monALISA) checkStream(t *testing.T, password string) int32 {
