@@ -46,12 +46,12 @@ type Chart struct {
 // The chart's geometry, in SVG user units.
 const (
 	panelWidth   = 480
-	panelHeight  = 360
+	panelHeight  = 400
 	chartTop     = 70 // room for the title and subtitle
 	plotLeft     = 70 // room for the y tick labels and label
 	plotRight    = 20
 	plotTop      = 40 // room for the panel title
-	plotBottom   = 50 // room for the x tick labels and label
+	plotBottom   = 90 // room for the x tick labels, label and the legend
 	maxPoints    = 400
 	tickTarget   = 5
 	legendRowGap = 18
@@ -119,9 +119,9 @@ func (pl Panel) write(p func(string, ...any), x0, y0 int) {
 			}
 			p(`"/>` + "\n")
 		}
-		ly := top + 16 + float64(i*legendRowGap)
-		p(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n", left+10, ly-4, left+30, ly-4, color)
-		p(`<text x="%.1f" y="%.1f">%s</text>`+"\n", left+36, ly, esc(s.Name))
+		ly := top + h + 60 + float64(i*legendRowGap)
+		p(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>`+"\n", left, ly-4, left+20, ly-4, color)
+		p(`<text x="%.1f" y="%.1f">%s</text>`+"\n", left+26, ly, esc(s.Name))
 	}
 	p("</g>\n")
 }

@@ -151,6 +151,7 @@ func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore
 		return d, errors.Join(err, stopScraping())
 	}
 	d.firstCommit = time.Since(began)
+	d.timeline = []Point{{0, 0}, {d.firstCommit.Seconds(), 0}}
 	timeout := time.Minute + time.Duration(n/drainMinRate)*time.Second
 	err = waitFor(ctx, m, drainPoll, timeout, fmt.Sprintf("%d jobs", n), func() (bool, error) {
 		// The highest id is one index lookup; count only when it is there.
@@ -177,6 +178,7 @@ func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore
 		return left == 0, err
 	})
 	d.took = time.Since(began)
+	d.timeline = append(d.timeline, Point{T: d.took.Seconds(), V: float64(n)})
 	if err := errors.Join(err, stopScraping()); err != nil {
 		return d, err
 	}

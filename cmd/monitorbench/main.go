@@ -80,7 +80,7 @@ func fullSizes() sizes {
 }
 
 func smokeSizes() sizes {
-	return sizes{drain: 3_000, classicBudget: 2 * time.Second, arrivals: 30, priority: 100, priorityLoad: 20_000,
+	return sizes{drain: 2_000, classicBudget: 2 * time.Second, arrivals: 30, priority: 100, priorityLoad: 20_000,
 		cleanup: []int{1_000}, deadmove: 5_000, page: 20, scale: []int{1_000}}
 }
 
@@ -173,7 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f := flag.NewFlagSet("monitorbench", flag.ContinueOnError)
 	f.SetOutput(stderr)
 	var (
-		n      = f.Int("n", 0, "pairs in the main backlog drain (default 50,000; 3,000 with -smoke)")
+		n      = f.Int("n", 0, "pairs in the main backlog drain (default 50,000; 2,000 with -smoke)")
 		smoke  = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
 		no1M   = f.Bool("no-1m", false, "leave out the 1,000,000-pair rows (scale's drain, priorityload's jobs: 100,000 instead)")
 		tmpfs  = f.Bool("tmpfs", false, "also walk and drain the main backlog on a tmpfs (-tmpfs-dir), as extra rows")
