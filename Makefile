@@ -34,7 +34,8 @@ BENCHCHART ?= docs/bench.svg
 bench: build
 	MONITOR_PG_DURABLE=1 scripts/with-postgres.sh bin/monitorbench -svg $(BENCHCHART) $(BENCHFLAGS)
 
-## bench-smoke: the harness with small sizes, in well under a minute; missed targets do not fail it, errors do
+## bench-smoke: the harness with small sizes, in well under a minute, on make test's fast cluster (its header says it is
+## not durable); missed targets do not fail it, errors do
 bench-smoke: build
 	scripts/with-postgres.sh bin/monitorbench -smoke -json bench-results-smoke.json
 
