@@ -25,7 +25,7 @@ const (
 	figScrapedRatio  = "scraped_vs_drain"
 	figArrival       = "arrival"
 	figPriority      = "priority"
-	figPriority1M    = "priority_1m"
+	figPriority1M    = "priority_loaded"
 	figCleanup       = "cleanup"
 	figDeadMove      = "deadmove"
 	figPage          = "page"

@@ -281,7 +281,7 @@ func TestScaleRows(t *testing.T) {
 	if r.Rate != 20_000 || r.MicrosPerPair != 50 {
 		t.Errorf("rateRow = %+v", r)
 	}
-	rows := scaleRows([]ScaleRow{r, {Scenario: "priority p99", Pairs: 100, P99ms: 3}})
+	rows := scaleRows([]ScaleRow{{Scenario: "priority p99", Pairs: 100, P99ms: 3}, r})
 	if got := strings.Join(rows[1], "|"); got != "drain|1,000,000|50.0 s|20,000|50.0|-|-|" {
 		t.Errorf("drain row = %q", got)
 	}

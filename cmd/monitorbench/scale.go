@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -33,8 +34,17 @@ func rateRow(scenario string, pairs int, elapsed time.Duration, note string) Sca
 	return r
 }
 
-// scaleRows renders the scaling table's rows for writeColumns.
+// scaleOrder is the scaling table's order of scenarios; within one, rows
+// keep their order (by size, as they ran).
+var scaleOrder = []string{"drain", "cleanup", "priority p99"}
+
+// scaleRows renders the scaling table's rows for writeColumns, in
+// scaleOrder.
 func scaleRows(rows []ScaleRow) [][]string {
+	rows = slices.Clone(rows)
+	slices.SortStableFunc(rows, func(a, b ScaleRow) int {
+		return cmp.Compare(slices.Index(scaleOrder, a.Scenario), slices.Index(scaleOrder, b.Scenario))
+	})
 	out := [][]string{{"scenario", "pairs", "time", "pairs/s", "µs/pair", "p99", "peak memory", "note"}}
 	dash := func(v float64, f func(float64) string) string {
 		if v == 0 {

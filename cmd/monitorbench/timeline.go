@@ -64,7 +64,8 @@ func (h *harness) chart(hd Header) Chart {
 			p.Series = append(p.Series, Series{Name: "monitor run", Points: h.timelines.drain})
 		}
 		if len(h.timelines.classic) > 0 {
-			p.Series = append(p.Series, Series{Name: "classic loop (one commit per crash)", Points: h.timelines.classic})
+			p.Series = append(p.Series, Series{Name: fmt.Sprintf("classic loop (one commit per crash), stopped after %s",
+				formatDuration(h.opts.sizes.classicBudget)), Points: h.timelines.classic})
 		}
 		c.Panels = append(c.Panels, p)
 	}
