@@ -19,7 +19,13 @@ if [[ $# -eq 0 ]]; then
 	exit 2
 fi
 
-if [[ -n "${MONITOR_TEST_DATABASE_URL:-}" ]]; then
+durable=${MONITOR_PG_DURABLE:-0}
+if [[ $durable != 0 && $durable != 1 ]]; then
+	echo "$0: MONITOR_PG_DURABLE must be 0 or 1, not '$durable'" >&2
+	exit 2
+fi
+
+if [[ -n "${MONITOR_TEST_DATABASE_URL:-}" && $durable == 0 ]]; then
 	exec "$@"
 fi
 
@@ -64,7 +70,13 @@ if is_root && ! id postgres >/dev/null 2>&1; then
 	useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/with-postgres.XXXXXX")
+if [[ $durable == 1 ]]; then
+	tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/with-postgres.XXXXXX")
+	durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+else
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/with-postgres.XXXXXX")
+	durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
 data=$tmp/data
 
 # as_postgres runs a server command as the user that owns the cluster, from a
@@ -107,7 +119,7 @@ for attempt in 1 2 3 4 5 6 7 8; do
 	port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
 	server_log=$tmp/server-$attempt.log
 	if as_postgres "$bindir/pg_ctl" -D "$data" -l "$server_log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k '$tmp' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+		-o "-c listen_addresses=127.0.0.1 -p $port -k '$tmp' -c max_connections=300 $durability" \
 		start >"$tmp/pg_ctl.log" 2>&1; then
 		break
 	fi
@@ -124,7 +136,11 @@ createdb=$bindir/createdb
 "$createdb" -h 127.0.0.1 -p "$port" -U postgres monitor_test
 
 export MONITOR_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/monitor_test?sslmode=disable"
-log "PostgreSQL $("$bindir/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port"
+if [[ $durable == 1 ]]; then
+	log "PostgreSQL $("$bindir/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port, durable (data in $data)"
+else
+	log "PostgreSQL $("$bindir/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port, durability off (a test cluster)"
+fi
 
 # Not exec: the cluster goes when CMD ends. CMD runs in the foreground, so an
 # interrupt from the terminal reaches it first and the trap then removes the

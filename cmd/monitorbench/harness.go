@@ -16,11 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crashmonitor/monitor/crashstore"
-	"github.com/crashmonitor/monitor/internal/bench"
 	"github.com/crashmonitor/monitor/internal/crashgen"
-	"github.com/crashmonitor/monitor/internal/dbschema"
-	"github.com/crashmonitor/monitor/internal/procsim"
-	"github.com/crashmonitor/monitor/queue"
 )
 
 // Settings every scenario shares.
@@ -39,14 +35,21 @@ const (
 
 // harness holds what the scenarios share.
 type harness struct {
-	opts     options
-	dbURL    string
-	admin    *pgxpool.Pool // no search_path: creates and drops the schemas
-	work     string        // the work directory, removed at the end
-	start    time.Time
-	progress io.Writer
-	logger   *slog.Logger // for the packages run in-process: warnings and errors
-	figures  map[string]Figure
+	opts  options
+	dbURL string
+	admin *pgxpool.Pool // no search_path: creates and drops the schemas
+	work  string        // the work directory, removed at the end
+	// tmpfsWork is -tmpfs's work directory, "" without it.
+	tmpfsWork string
+	start     time.Time
+	progress  io.Writer
+	logger    *slog.Logger // for the packages run in-process: warnings and errors
+	figures   map[string]Figure
+	scaling   []ScaleRow
+	// timelines are the chart's lines.
+	timelines struct {
+		drain, classic, cleanup []Point
+	}
 }
 
 // runHarness runs the selected scenarios and returns the report, complete
@@ -76,32 +79,39 @@ func runHarness(ctx context.Context, opts options, dbURL string, progress io.Wri
 	if err != nil {
 		return report, err
 	}
+	if report.Header.Durability, err = h.durability(ctx); err != nil {
+		return report, err
+	}
 
-	parent := opts.dir
-	if parent == "" {
-		parent = os.TempDir()
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			parent = "/dev/shm"
-		}
-	}
-	h.work, err = os.MkdirTemp(parent, "monitorbench-")
+	h.work, err = h.workDir(opts.dir)
 	if err != nil {
-		return report, fmt.Errorf("work directory: %w", err)
+		return report, err
 	}
+	defer h.removeWork(h.work)
 	report.Header.TreeDir = h.work
 	report.Header.Filesystem = filesystemType(h.work)
-	defer func() {
-		if opts.keep {
-			h.step("kept the work directory %s", h.work)
-			return
+	if opts.tmpfs != "" {
+		if h.tmpfsWork, err = h.workDir(opts.tmpfs); err != nil {
+			return report, err
 		}
-		if err := os.RemoveAll(h.work); err != nil {
-			h.step("could not remove the work directory: %v", err)
+		defer h.removeWork(h.tmpfsWork)
+		report.Header.TmpfsDir = h.tmpfsWork
+		if fs := filesystemType(h.tmpfsWork); fs != "tmpfs" {
+			h.step("-tmpfs %s is on %s, not tmpfs", opts.tmpfs, fs)
 		}
-	}()
+	}
+	h.step("trees on %s (%s); database %s", report.Header.Filesystem, h.work, report.Header.Durability)
 
 	err = h.runScenarios(ctx)
 	report.Figures = assemble(h.figures)
+	report.Scaling = h.scaling
+	if opts.svg != "" && err == nil {
+		if cerr := writeChart(opts.svg, h.chart(report.Header)); cerr != nil {
+			err = cerr
+		} else {
+			h.step("chart written to %s", opts.svg)
+		}
+	}
 	report.Header.Seconds = time.Since(h.start).Seconds()
 	report.Header.LoadEnd = loadAverage()
 	return report, err
@@ -142,48 +152,6 @@ func monitorVersion(bin string) string {
 	return strings.TrimPrefix(line, "monitor ")
 }
 
-// runScenarios runs the selected scenarios in order, stopping at the first
-// failure.
-func (h *harness) runScenarios(ctx context.Context) error {
-	s := h.opts.sizes
-	var drainGen *crashgen.Generator
-	if h.opts.runs("drain") || h.opts.runs("walk") || h.opts.runs("copy") || h.opts.runs("scraped") {
-		var err error
-		drainGen, err = h.backlogGenerator(s.drain, 1)
-		if err != nil {
-			return err
-		}
-	}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"drain", func(ctx context.Context) error { return h.drainScenario(ctx, drainGen) }},
-		{"copy", func(ctx context.Context) error { return h.copyScenario(ctx, drainGen) }},
-		{"classic", func(ctx context.Context) error { return h.classicScenario(ctx, s.classic) }},
-		{"arrival", func(ctx context.Context) error { return h.arrivalScenario(ctx, s.arrivals) }},
-		{"priority", func(ctx context.Context) error { return h.priorityScenario(ctx, s.priority) }},
-		{"cleanup", func(ctx context.Context) error { return h.cleanupScenario(ctx, s.cleanup) }},
-		{"deadmove", func(ctx context.Context) error { return h.deadMoveScenario(ctx, s.deadmove) }},
-		{"page", func(ctx context.Context) error { return h.pageScenario(ctx, s.page, 10_000) }},
-	}
-	for _, st := range steps {
-		if st.name == "drain" {
-			if !h.opts.runs("drain") && !h.opts.runs("walk") && !h.opts.runs("scraped") {
-				continue
-			}
-		} else if !h.opts.runs(st.name) {
-			continue
-		}
-		began := time.Now()
-		if err := st.run(ctx); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
-		}
-		h.step("%s: done in %s", st.name, formatDuration(time.Since(began)))
-	}
-	return nil
-}
-
 // step prints a progress line on the progress writer (stderr).
 func (h *harness) step(format string, args ...any) {
 	fmt.Fprintf(h.progress, "monitorbench: "+format+"\n", args...)
@@ -198,33 +166,9 @@ func (h *harness) dir(name string) (string, error) {
 	return d, nil
 }
 
-// removeTree removes a scenario's directory, freeing its tmpfs memory for
-// the next one (unless -keep).
-func (h *harness) removeTree(dir string) {
-	if h.opts.keep {
-		return
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		h.step("could not remove %s: %v", dir, err)
-	}
-}
-
-// backlogGenerator describes count pairs submitted over the two hours before
-// the run, by two collectors: an outage's backlog.
-func (h *harness) backlogGenerator(count int, seed uint64) (*crashgen.Generator, error) {
-	return crashgen.New(crashgen.Options{
-		Count:     count,
-		DumpSize:  h.opts.dumpSize,
-		Webheads:  []string{"webhead01", "webhead02"},
-		Submitted: h.start.Add(-time.Minute),
-		Spread:    2 * time.Hour,
-		Seed:      seed,
-	})
-}
-
 // generate writes g's pairs into the tree at root.
 func (h *harness) generate(ctx context.Context, what, root string, g *crashgen.Generator) (*crashstore.Store, error) {
-	if err := checkRoom(h.work, g.Options().Count, h.opts.dumpSize); err != nil {
+	if err := checkRoom(filepath.Dir(root), g.Options().Count, h.opts.dumpSize); err != nil {
 		return nil, fmt.Errorf("generate %s: %w", what, err)
 	}
 	store := newTree(root)
@@ -248,107 +192,6 @@ func countInbox(ctx context.Context, store *crashstore.Store) (int, error) {
 	n := 0
 	err := store.Walk(ctx, func(crashstore.Entry) error { n++; return nil })
 	return n, err
-}
-
-// scenarioDB is a scenario's fresh, migrated schema.
-type scenarioDB struct {
-	h      *harness
-	schema string
-	url    string // MONITOR_TEST_DATABASE_URL with the schema as search_path
-	pool   *pgxpool.Pool
-	jobs   *queue.Store
-	bench  *bench.DB
-}
-
-// newDB creates and migrates a schema of the scenario's own.
-func (h *harness) newDB(ctx context.Context) (*scenarioDB, error) {
-	schema := dbschema.NewName("bench")
-	if err := dbschema.Create(ctx, h.admin, schema); err != nil {
-		return nil, err
-	}
-	db := &scenarioDB{h: h, schema: schema}
-	cfg, err := dbschema.PoolConfig(h.dbURL, schema)
-	if err != nil {
-		return nil, errors.Join(err, db.drop())
-	}
-	cfg.MaxConns = maxConns
-	db.pool, err = pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("connect: %w", err), db.drop())
-	}
-	if _, _, err := queue.Migrate(ctx, db.pool); err != nil {
-		return nil, errors.Join(err, db.close())
-	}
-	if db.url, err = dbschema.URL(h.dbURL, schema); err != nil {
-		return nil, errors.Join(err, db.close())
-	}
-	db.jobs = queue.NewStore(db.pool)
-	db.bench = bench.NewDB(db.pool)
-	return db, nil
-}
-
-// registeredDB is newDB with n processors registered, named prefix1 to
-// prefixN (see register).
-func (h *harness) registeredDB(ctx context.Context, prefix string, n int) (*scenarioDB, error) {
-	db, err := h.newDB(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := db.register(ctx, prefix, n); err != nil {
-		return nil, errors.Join(err, db.close())
-	}
-	return db, nil
-}
-
-// close closes the pool and drops the schema.
-func (db *scenarioDB) close() error {
-	if db.pool != nil {
-		db.pool.Close()
-	}
-	return db.drop()
-}
-
-func (db *scenarioDB) drop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
-	defer cancel()
-	return dbschema.Drop(ctx, db.h.admin, db.schema)
-}
-
-// register registers n processors as a processor does (processors row with
-// lastseendatetime = now(), priority_jobs_<id> table); with checkIn an hour
-// they stay live through the scenario.
-func (db *scenarioDB) register(ctx context.Context, prefix string, n int) ([]*procsim.Session, []int64, error) {
-	var sessions []*procsim.Session
-	var ids []int64
-	for i := range n {
-		p := procsim.NewSession(db.pool)
-		id, err := p.Register(ctx, fmt.Sprintf("%s%d", prefix, i+1))
-		if err != nil {
-			return nil, nil, err
-		}
-		sessions = append(sessions, p)
-		ids = append(ids, id)
-	}
-	return sessions, ids, nil
-}
-
-// monitorConfig is the configuration of a `monitor run` on db with its
-// storage tree at root and everything else in dir: the shipped defaults but
-// for processorCheckInTime (an hour) and the paths.
-func (db *scenarioDB) monitorConfig(dir, root string) monitorConfig {
-	return monitorConfig{
-		"databaseURL":               db.url,
-		"storageRoot":               root,
-		"deferredStorageRoot":       filepath.Join(dir, "deferred"),
-		"saveSuccessfulMinidumpsTo": filepath.Join(dir, "successful"),
-		"saveFailedMinidumpsTo":     filepath.Join(dir, "failed"),
-		"logFilePathname":           filepath.Join(dir, "monitor.log"),
-		"httpListenAddress":         "127.0.0.1:0",
-		"processorCheckInTime":      checkInConfig,
-		"standardLoopDelay":         "00:05:00",
-		"priorityLoopDelay":         "00:01:00",
-		"cleanupJobsLoopDelay":      "00:05:00",
-	}
 }
 
 // startMonitor writes cfg into dir and starts `monitor run` on it.
@@ -395,4 +238,18 @@ func waitFor(ctx context.Context, m *monitorProc, interval, timeout time.Duratio
 		case <-tick.C:
 		}
 	}
+}
+
+// durability reads the durability settings of the server in use.
+func (h *harness) durability(ctx context.Context) (Durability, error) {
+	var d Durability
+	for _, s := range []struct {
+		name string
+		into *string
+	}{{"fsync", &d.Fsync}, {"synchronous_commit", &d.SynchronousCommit}, {"full_page_writes", &d.FullPageWrites}} {
+		if err := h.admin.QueryRow(ctx, "SHOW "+s.name).Scan(s.into); err != nil {
+			return d, fmt.Errorf("show %s: %w", s.name, err)
+		}
+	}
+	return d, nil
 }

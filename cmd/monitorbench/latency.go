@@ -160,8 +160,9 @@ func (h *harness) arrivalScenario(ctx context.Context, n int) error {
 		return err
 	}
 	l := summarize(latencies)
-	f := l.figure(figArrival, fmt.Sprintf("arrival latency (%d new pairs, monitor idle)", n), atMost(1000, "p99 ≤ 1 s"))
-	f.Note = fmt.Sprintf("json written to jobs row, polled every %s; standardLoopDelay 5 min; max %s",
+	f := l.figure(figArrival, fmt.Sprintf("arrival latency, inbox events on (%d new pairs, monitor idle)", n), arrivalMax)
+	f.Note = fmt.Sprintf("json written to jobs row, polled every %s; standardLoopDelay 5 min; max %s; "+
+		"without events (≤ 1 s) not measured: the monitor has no switch to turn its inbox watch off",
 		formatDuration(arrivalPoll), formatDuration(l.max))
 	h.figures[figArrival] = f
 	return nil
@@ -171,18 +172,32 @@ func (h *harness) arrivalScenario(ctx context.Context, n int) error {
 // priorityLoopDelay a minute: n requests made one at a time, each after the
 // previous one was resolved, alternately for a crash only in the deferred
 // tree (looked up, queued with priority) and for one the scanner has
-// already queued (priority raised, owner told).
-func (h *harness) priorityScenario(ctx context.Context, n int) error {
-	dir, err := h.dir("priority")
+// already queued (priority raised, owner told). With load, that many
+// unfinished jobs are in jobs first (one COPY), as after an outage.
+func (h *harness) priorityScenario(ctx context.Context, n, load int) error {
+	name := figPriority
+	if load > 0 {
+		name = figPriority1M
+	}
+	dir, err := h.dir(name)
 	if err != nil {
 		return err
 	}
 	defer h.removeTree(dir)
-	db, err := h.registeredDB(ctx, "bench-processor-", liveProcessors)
+	db, err := h.newDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.close()
+	_, owners, err := db.register(ctx, "bench-processor-", liveProcessors)
+	if err != nil {
+		return err
+	}
+	if load > 0 {
+		if err := h.loadJobs(ctx, db, load, owners); err != nil {
+			return err
+		}
+	}
 	cfg := db.monitorConfig(dir, filepath.Join(dir, "toBeProcessed"))
 	queuedGen, err := h.backlogGenerator(n/2, 3)
 	if err != nil {
@@ -206,7 +221,7 @@ func (h *harness) priorityScenario(ctx context.Context, n int) error {
 	defer m.kill()
 	err = waitFor(ctx, m, 20*time.Millisecond, startTimeout, "the standard tree queued", func() (bool, error) {
 		c, err := db.bench.JobCount(ctx)
-		return c == int64(n/2), err
+		return c == int64(load+n/2), err
 	})
 	if err != nil {
 		return err
@@ -235,9 +250,37 @@ func (h *harness) priorityScenario(ctx context.Context, n int) error {
 		return err
 	}
 	l := summarize(ds)
-	f := l.figure(figPriority, fmt.Sprintf("priority latency (%s requests)", formatInt(int64(n))), atMost(100, "p99 ≤ 100 ms"))
+	label := fmt.Sprintf("priority latency (%s requests)", formatInt(int64(n)))
+	if load > 0 {
+		label = fmt.Sprintf("priority latency, %s unfinished jobs (%s requests)", formatInt(int64(load)), formatInt(int64(n)))
+		h.scaling = append(h.scaling, ScaleRow{Scenario: "priority p99", Pairs: load, P99ms: ms(l.p99),
+			Note: "unfinished jobs in the table; " + formatInt(int64(n)) + " requests"})
+	}
+	f := l.figure(name, label, priorityMax)
 	f.Note = fmt.Sprintf("insert to request gone, polled every %s; priorityLoopDelay 1 min; half deferred, half queued; max %s",
 		formatDuration(priorityPoll), formatDuration(l.max))
-	h.figures[figPriority] = f
+	h.figures[name] = f
 	return nil
+}
+
+// loadJobs puts n unfinished jobs, owned by owners in turn, into db's jobs
+// table in COPYs of a 100,000 and analyzes it.
+func (h *harness) loadJobs(ctx context.Context, db *scenarioDB, n int, owners []int64) error {
+	g, err := crashgen.New(crashgen.Options{Count: n, Seed: 9})
+	if err != nil {
+		return err
+	}
+	h.step("priority: %s unfinished jobs copied into jobs first", formatInt(int64(n)))
+	const batch = 100_000
+	ids := make([]string, 0, batch)
+	for i := 0; i < n; i += batch {
+		ids = ids[:0]
+		for j := i; j < min(i+batch, n); j++ {
+			ids = append(ids, g.ID(j))
+		}
+		if _, err := db.bench.CopyJobs(ctx, ids, owners); err != nil {
+			return err
+		}
+	}
+	return db.bench.Analyze(ctx)
 }

@@ -104,10 +104,11 @@ func filesystemType(path string) string {
 }
 
 // Room a generated tree takes: four inodes a pair (two files, two links)
-// plus the directories (up to 65,536 name leaves a day at depth 2), and
-// a block for the json and the dump's blocks, in 4 KiB pages (tmpfs).
+// and, in the production shape (one or two pairs per webhead directory,
+// few pairs per name leaf), up to two directories a pair, and a block for
+// the json and the dump's blocks, in 4 KiB pages.
 const (
-	inodesPerPair = 4
+	inodesPerPair = 6
 	inodesForDirs = 70_000
 	pageSize      = 4096
 )

@@ -1,23 +1,33 @@
-// Command monitorbench is the monitor's benchmark harness. It measures, each
-// scenario in a fresh schema of its own on the PostgreSQL server named by
-// MONITOR_TEST_DATABASE_URL and on trees it generates on tmpfs:
+// Command monitorbench is the monitor's benchmark harness. It measures what
+// operators run: the real binary (`monitor run`) on trees shaped like
+// production's (many days of minute slots, one or two pairs per webhead
+// directory) on disk (-dir, /var/tmp by default), against the PostgreSQL
+// server named by MONITOR_TEST_DATABASE_URL (`make bench` starts a durable
+// one), each scenario in a fresh schema of its own:
 //
-//	drain     a backlog drained by `monitor run` (the real binary), in pairs/s,
-//	          and the monitor's peak resident memory meanwhile
-//	walk      the bare inbox walk of the same tree (no database)
+//	walk      the yardsticks on disk: the bare inbox walk, and the walk
+//	          removing each pair's links (no database)
+//	copy      a raw COPY of the drain's ids into an empty jobs table
+//	drain     a backlog drained by `monitor run`: exec to first commit, to an
+//	          empty inbox, and the monitor's peak memory
 //	classic   the classic monitor's standard loop, re-implemented faithfully
-//	          (one INSERT and one COMMIT per crash), on a sample
-//	copy      a raw COPY of the drain's ids into an empty jobs table: the ceiling
+//	          (one INSERT and one COMMIT per crash), on the drain's tree
+//	tmpfs     the walk and the drain again on -tmpfs's directory (with -tmpfs)
+//	scraped   the drain while /metrics is scraped ten times a second
 //	arrival   how long a new pair takes to become a job while the monitor idles
 //	priority  how long a priority request takes to be resolved
-//	cleanup   finished jobs archived and their rows removed, in pairs/s
-//	deadmove  the jobs of a dead processor moved to live ones
+//	cleanup   finished jobs archived and their rows removed by `monitor run`
+//	deadmove  the jobs of a dead processor moved by `monitor run`'s sweep
+//	page      the status page of a monitor with 100 processors
+//	scale     the drain at 10,000, 100,000 and 1,000,000 pairs
+//	priorityload  the priority latency with 1,000,000 unfinished jobs
 //
+// The physical ceiling of a drain is the slower of walk-and-unlink and COPY.
 // It prints one table, a line per figure with its target and pass or miss,
-// and writes it as JSON. Exit status: 0 when every figure ran (and, except
-// with -smoke, met its target); 1 when something failed to run; 2 on bad
-// flags; 3 when a figure missed its target (never with -smoke, whose tiny
-// sizes are noise).
+// then the scaling table; it writes them as JSON and, with -svg, a chart.
+// Exit status: 0 when every figure ran (and, except with -smoke, met its
+// target); 1 when something failed to run; 2 on bad flags; 3 when a figure
+// missed its target (never with -smoke, whose tiny sizes are noise).
 package main
 
 import (
@@ -33,6 +43,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Exit codes.
@@ -44,33 +55,45 @@ const (
 )
 
 // scenarios are the names -only takes, in the order they run.
-var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "deadmove", "page"}
+var scenarios = []string{"walk", "copy", "drain", "classic", "tmpfs", "scraped", "arrival", "priority", "cleanup",
+	"deadmove", "page", "scale", "priorityload"}
 
 // sizes are a run's scenario sizes.
 type sizes struct {
-	drain    int // pairs drained by monitor run (and walked, and copied)
-	classic  int // pairs of the classic loop's sample
-	arrivals int // new pairs written one at a time
-	priority int // priority requests
-	cleanup  int // finished jobs cleaned up
-	deadmove int // jobs of the dead processor
-	page     int // requests of the status page
+	drain         int           // pairs drained by monitor run (and walked, and copied)
+	classicBudget time.Duration // how long the classic loop runs on the drain's tree
+	arrivals      int           // new pairs written one at a time
+	priority      int           // priority requests
+	priorityLoad  int           // unfinished jobs under priorityload
+	cleanup       []int         // finished jobs cleaned up, a run each
+	deadmove      int           // jobs of the dead processor
+	page          int           // requests of the status page
+	scale         []int         // the scaling table's drains
 }
 
-var (
-	fullSizes  = sizes{drain: 200_000, classic: 20_000, arrivals: 200, priority: 1_000, cleanup: 100_000, deadmove: 100_000, page: 200}
-	smokeSizes = sizes{drain: 5_000, classic: 1_000, arrivals: 50, priority: 100, cleanup: 2_000, deadmove: 5_000, page: 20}
-	largeDrain = 1_000_000
-)
+// oneMillion is the size of the largest scaling rows, which -no-1m leaves out.
+const oneMillion = 1_000_000
+
+func fullSizes() sizes {
+	return sizes{drain: 50_000, classicBudget: 20 * time.Second, arrivals: 200, priority: 1_000, priorityLoad: oneMillion,
+		cleanup: []int{10_000, 100_000}, deadmove: 100_000, page: 200, scale: []int{10_000, 100_000, oneMillion}}
+}
+
+func smokeSizes() sizes {
+	return sizes{drain: 2_000, classicBudget: 2 * time.Second, arrivals: 30, priority: 100, priorityLoad: 20_000,
+		cleanup: []int{1_000}, deadmove: 5_000, page: 20, scale: []int{1_000}}
+}
 
 // options are the parsed flags.
 type options struct {
-	mode       string // smoke, full, large
+	mode       string // smoke or full
 	sizes      sizes
 	only       map[string]bool
 	jsonPath   string
 	monitorBin string
 	dir        string
+	tmpfs      string // -tmpfs: also drain on this directory, "" for no
+	svg        string
 	keep       bool
 	cpuProfile string
 	dumpSize   int
@@ -150,15 +173,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f := flag.NewFlagSet("monitorbench", flag.ContinueOnError)
 	f.SetOutput(stderr)
 	var (
-		n     = f.Int("n", 0, "pairs in the backlog drain (default 200,000; 5,000 with -smoke; 1,000,000 with -large)")
-		large = f.Bool("large", false, "drain 1,000,000 pairs")
-		smoke = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
-		only  = f.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarios, ","))
-		opts  options
+		n      = f.Int("n", 0, "pairs in the main backlog drain (default 50,000; 2,000 with -smoke)")
+		smoke  = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
+		no1M   = f.Bool("no-1m", false, "leave out the 1,000,000-pair rows (scale's drain, priorityload's jobs: 100,000 instead)")
+		tmpfs  = f.Bool("tmpfs", false, "also walk and drain the main backlog on a tmpfs (-tmpfs-dir), as extra rows")
+		tmpDir = f.String("tmpfs-dir", "/dev/shm", "the tmpfs directory for -tmpfs")
+		only   = f.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarios, ","))
+		opts   options
 	)
 	f.StringVar(&opts.jsonPath, "json", "bench-results.json", "write the table as JSON to this file")
 	f.StringVar(&opts.monitorBin, "monitor", "", "the monitor binary (default: monitor beside this program)")
-	f.StringVar(&opts.dir, "dir", "", "parent of the work directory (default /dev/shm when it exists, else $TMPDIR)")
+	f.StringVar(&opts.dir, "dir", "/var/tmp", "parent of the work directory: the trees' file system (on disk, as in production)")
+	f.StringVar(&opts.svg, "svg", "", "write the chart (jobs queued over time, monitor and classic; cleanup's rows removed) to this SVG file")
 	f.BoolVar(&opts.keep, "keep", false, "keep the work directory (trees, configurations, monitor logs)")
 	f.StringVar(&opts.cpuProfile, "cpuprofile", "", "write the harness's CPU profile (the in-process scenarios) to this file")
 	f.IntVar(&opts.dumpSize, "dump-size", 512, "bytes per generated dump (each pair costs about two pages of tmpfs memory)")
@@ -183,16 +209,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if f.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %s", strings.Join(f.Args(), " "))
 	}
-	switch {
-	case *smoke && *large:
-		return opts, errors.New("-smoke and -large exclude each other")
-	case *smoke:
-		opts.mode, opts.sizes = "smoke", smokeSizes
-	case *large:
-		opts.mode, opts.sizes = "large", fullSizes
-		opts.sizes.drain = largeDrain
-	default:
-		opts.mode, opts.sizes = "full", fullSizes
+	opts.mode, opts.sizes = "full", fullSizes()
+	if *smoke {
+		opts.mode, opts.sizes = "smoke", smokeSizes()
+	}
+	if *no1M {
+		opts.sizes.scale = slices.DeleteFunc(opts.sizes.scale, func(n int) bool { return n >= oneMillion })
+		opts.sizes.priorityLoad = min(opts.sizes.priorityLoad, 100_000)
+	}
+	if *tmpfs {
+		opts.tmpfs = *tmpDir
 	}
 	if *n < 0 {
 		return opts, fmt.Errorf("-n %d: negative", *n)
@@ -200,7 +226,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *n > 0 {
 		opts.sizes.drain = *n
 	}
-	opts.sizes.classic = min(opts.sizes.classic, opts.sizes.drain)
 	if opts.dumpSize < 0 {
 		return opts, fmt.Errorf("-dump-size %d: negative", opts.dumpSize)
 	}
@@ -221,7 +246,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		opts.monitorBin = filepath.Join(filepath.Dir(self), "monitor")
 	}
-	if _, err := os.Stat(opts.monitorBin); err != nil && (opts.runs("drain") || opts.runs("arrival") || opts.runs("priority")) {
+	if _, err := os.Stat(opts.monitorBin); err != nil {
 		return opts, fmt.Errorf("the monitor binary: %w (run `make build`, or give -monitor)", err)
 	}
 	return opts, nil

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -82,10 +83,11 @@ func TestSummarize(t *testing.T) {
 
 func measured() map[string]Figure {
 	return map[string]Figure{
-		figDeadMove: Figure{Name: figDeadMove, Label: "dead move", Value: 3.5, Unit: "s", Shown: "3.50 s"}.judged(atMost(2, "≤ 2 s")),
-		figCopy:     rateFigure(figCopy, "copy", 200_000, 4*time.Second),       // 50,000 pairs/s
-		figDrain:    rateFigure(figDrain, "drain", 200_000, 5*time.Second),     // 40,000 pairs/s
-		figClassic:  rateFigure(figClassic, "classic", 20_000, 10*time.Second), // 2,000 pairs/s
+		figDeadMove:   Figure{Name: figDeadMove, Label: "dead move", Value: 3.5, Unit: "s", Shown: "3.50 s"}.judged(atMost(2, "≤ 2 s")),
+		figCopy:       rateFigure(figCopy, "copy", 200_000, 2*time.Second),              // 100,000 pairs/s
+		figWalkUnlink: rateFigure(figWalkUnlink, "walk+unlink", 200_000, 4*time.Second), // 50,000 pairs/s: the ceiling
+		figDrain:      rateFigure(figDrain, "drain", 200_000, 5*time.Second),            // 40,000 pairs/s
+		figClassic:    rateFigure(figClassic, "classic", 20_000, 10*time.Second),        // 2,000 pairs/s
 	}
 }
 
@@ -98,11 +100,11 @@ func TestAssemble(t *testing.T) {
 	for _, f := range figs {
 		names = append(names, f.Name)
 	}
-	want := []string{figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figDeadMove}
+	want := []string{figDrain, figDrainClassic, figDrainCeiling, figCeiling, figWalkUnlink, figCopy, figClassic, figDeadMove}
 	if !slices.Equal(names, want) {
 		t.Fatalf("order = %v, want %v", names, want)
 	}
-	if len(in) != 4 {
+	if len(in) != 5 {
 		t.Errorf("assemble modified its input: %d figures", len(in))
 	}
 	byName := map[string]Figure{}
@@ -112,8 +114,11 @@ func TestAssemble(t *testing.T) {
 	if f := byName[figDrainClassic]; f.Value != 20 || f.Shown != "20.0×" || f.Verdict != Pass {
 		t.Errorf("drain vs classic = %+v", f)
 	}
-	if f := byName[figDrainCopy]; f.Value != 80 || f.Shown != "80.0%" || f.Verdict != Pass {
-		t.Errorf("drain vs copy = %+v", f)
+	if f := byName[figCeiling]; f.Value != 50_000 || f.Shown != "50,000 pairs/s" || !strings.Contains(f.Note, "walk + unlink") {
+		t.Errorf("ceiling = %+v", f)
+	}
+	if f := byName[figDrainCeiling]; f.Value != 80 || f.Shown != "80.0%" || f.Verdict != Pass {
+		t.Errorf("drain vs ceiling = %+v", f)
 	}
 	if f := byName[figDrain]; f.Verdict != Pass || f.Shown != "40,000 pairs/s" || !strings.Contains(f.Target, "20×") {
 		t.Errorf("drain = %+v", f)
@@ -128,7 +133,7 @@ func TestAssemble(t *testing.T) {
 	for _, f := range assemble(in) {
 		byName[f.Name] = f
 	}
-	if byName[figDrainClassic].Verdict != Miss || byName[figDrainCopy].Verdict != Miss || byName[figDrain].Verdict != Miss {
+	if byName[figDrainClassic].Verdict != Miss || byName[figDrainCeiling].Verdict != Miss || byName[figDrain].Verdict != Miss {
 		t.Errorf("slow drain: %+v", byName)
 	}
 
@@ -144,8 +149,13 @@ func TestReportOutput(t *testing.T) {
 	r := &Report{
 		Header: Header{Mode: "full", Started: time.Date(2026, 11, 22, 5, 51, 0, 0, time.UTC), Seconds: 500,
 			CPU: "AMD EPYC", CPUs: 2, MemoryMiB: 24105, Go: "go1.26.8", PostgreSQL: "15.18", Monitor: "dev",
-			TreeDir: "/dev/shm/x", Filesystem: "tmpfs", LoadStart: [3]float64{5.01, 5.09, 5.48}},
+			TreeDir: "/var/tmp/x", Filesystem: "ext4", LoadStart: [3]float64{5.01, 5.09, 5.48},
+			Durability: Durability{Fsync: "on", SynchronousCommit: "on", FullPageWrites: "on"}},
 		Figures: assemble(measured()),
+		Scaling: []ScaleRow{
+			rateRow("drain", 10_000, 500*time.Millisecond, "small"),
+			{Scenario: "priority p99", Pairs: 1_000_000, P99ms: 4.5},
+		},
 	}
 	var b strings.Builder
 	if err := r.WriteTable(&b); err != nil {
@@ -155,7 +165,10 @@ func TestReportOutput(t *testing.T) {
 	for _, want := range []string{
 		"monitorbench full run, 2026-11-22 05:51 UTC, 500 s",
 		"machine: AMD EPYC, 2 CPUs, 23.5 GiB memory; go1.26.8; PostgreSQL 15.18; monitor dev",
-		"trees: tmpfs (/dev/shm/x); load average 5.01 5.09 5.48 at start",
+		"trees: ext4 (/var/tmp/x)\n",
+		"database: durable (fsync on, synchronous_commit on, full_page_writes on)\n",
+		"load average 5.01 5.09 5.48 at start",
+		"scaling (cost per pair should stay flat)", "20,000", "50.0", "4.50 ms",
 		"40,000 pairs/s", "2,000 pairs/s", "≥ 10,000" /* absent: no cleanup */, "≤ 2 s",
 	} {
 		if want == "≥ 10,000" {
@@ -169,7 +182,8 @@ func TestReportOutput(t *testing.T) {
 		}
 	}
 	// Columns line up: every row starts its "measured" cell at the same rune.
-	lines := strings.Split(strings.TrimSpace(out[strings.Index(out, "figure"):]), "\n")
+	table := out[strings.Index(out, "figure"):strings.Index(out, "\nscaling")]
+	lines := strings.Split(strings.TrimSpace(table), "\n")
 	col := strings.Index(lines[0], "measured")
 	for _, l := range lines[2:] {
 		runes := []rune(l)
@@ -212,23 +226,66 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.mode != "smoke" || o.sizes != smokeSizes || !o.runs("drain") || o.runs("classic") || o.settings["logFileErrorLoggingLevel"] != "20" {
+	if o.mode != "smoke" || !reflect.DeepEqual(o.sizes, smokeSizes()) || !o.runs("drain") || o.runs("classic") || o.settings["logFileErrorLoggingLevel"] != "20" {
 		t.Errorf("smoke options = %+v", o)
 	}
-	o, err = parseFlags([]string{"-large", "-monitor", bin}, io.Discard)
-	if err != nil || o.sizes.drain != 1_000_000 || o.sizes.classic != 20_000 || o.only != nil {
-		t.Errorf("large options = %+v, %v", o, err)
+	o, err = parseFlags([]string{"-monitor", bin}, io.Discard)
+	if err != nil || o.sizes.drain != 50_000 || !slices.Contains(o.sizes.scale, oneMillion) || o.dir != "/var/tmp" || o.tmpfs != "" || o.only != nil {
+		t.Errorf("default options = %+v, %v", o, err)
 	}
-	o, err = parseFlags([]string{"-n", "500", "-monitor", bin}, io.Discard)
-	if err != nil || o.sizes.drain != 500 || o.sizes.classic != 500 {
-		t.Errorf("-n 500: %+v, %v", o, err)
+	o, err = parseFlags([]string{"-no-1m", "-tmpfs", "-n", "500", "-monitor", bin}, io.Discard)
+	if err != nil || o.sizes.drain != 500 || slices.Contains(o.sizes.scale, oneMillion) || o.sizes.priorityLoad != 100_000 || o.tmpfs != "/dev/shm" {
+		t.Errorf("-no-1m -tmpfs -n 500: %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{
-		{"-smoke", "-large"}, {"-only", "drain,bogus"}, {"-n", "-1"}, {"extra"}, {"-set", "novalue"},
+		{"-large"}, {"-only", "drain,bogus"}, {"-n", "-1"}, {"extra"}, {"-set", "novalue"},
 		{"-monitor", filepath.Join(t.TempDir(), "missing")},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%v): no error", bad)
 		}
+	}
+}
+
+// TestDurabilityAndFilesystemWarnings: a run on tmpfs or against a server
+// that does not wait for the disk says so in its header.
+func TestDurabilityAndFilesystemWarnings(t *testing.T) {
+	t.Parallel()
+	if d := (Durability{Fsync: "on", SynchronousCommit: "local", FullPageWrites: "on"}); !d.Durable() {
+		t.Errorf("%+v: not durable", d)
+	}
+	for _, d := range []Durability{{Fsync: "off", SynchronousCommit: "on", FullPageWrites: "on"},
+		{Fsync: "on", SynchronousCommit: "off", FullPageWrites: "on"}, {Fsync: "on", SynchronousCommit: "on", FullPageWrites: "off"}, {}} {
+		if d.Durable() || !strings.HasPrefix(d.String(), "NOT DURABLE") {
+			t.Errorf("%+v: durable, or said so: %s", d, d)
+		}
+	}
+	r := &Report{Header: Header{Mode: "smoke", Filesystem: "tmpfs", TreeDir: "/dev/shm/x",
+		Durability: Durability{Fsync: "off", SynchronousCommit: "off", FullPageWrites: "off"}}}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"trees: tmpfs (/dev/shm/x) — IN MEMORY, NOT ON DISK", "database: NOT DURABLE (fsync off"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("header lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestScaleRows: the cost per pair is the inverse of the rate, and what was
+// not measured is a dash.
+func TestScaleRows(t *testing.T) {
+	t.Parallel()
+	r := rateRow("drain", 1_000_000, 50*time.Second, "")
+	if r.Rate != 20_000 || r.MicrosPerPair != 50 {
+		t.Errorf("rateRow = %+v", r)
+	}
+	rows := scaleRows([]ScaleRow{{Scenario: "priority p99", Pairs: 100, P99ms: 3}, r})
+	if got := strings.Join(rows[1], "|"); got != "drain|1,000,000|50.0 s|20,000|50.0|-|-|" {
+		t.Errorf("drain row = %q", got)
+	}
+	if got := strings.Join(rows[2], "|"); got != "priority p99|100|-|-|-|3.00 ms|-|" {
+		t.Errorf("priority row = %q", got)
 	}
 }

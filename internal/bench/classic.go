@@ -77,3 +77,18 @@ func (s *classicScheduler) next(ctx context.Context, src loadsSource, checkIn ti
 	s.loads[0].Count++
 	return s.loads[0].ID, nil
 }
+
+// WalkUnlink is the least disk work a drain does: one walk of store's
+// inbox removing each pair's two links, with no database and no look at the
+// pair's files. It returns the number of pairs unlinked.
+func WalkUnlink(ctx context.Context, store *crashstore.Store) (int, error) {
+	n := 0
+	err := store.Walk(ctx, func(e crashstore.Entry) error {
+		if err := store.RemoveLinks(e); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}

@@ -180,3 +180,12 @@ func (b *DB) PendingPriority(ctx context.Context, ids []string) (int64, error) {
 	}
 	return n, nil
 }
+
+// OwnedCount returns how many jobs owner owns, finished or not.
+func (b *DB) OwnedCount(ctx context.Context, owner int64) (int64, error) {
+	var n int64
+	if err := b.pool().QueryRow(ctx, `SELECT count(*) FROM jobs WHERE owner = $1`, owner).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the jobs of processor %d: %w", owner, err)
+	}
+	return n, nil
+}

@@ -32,6 +32,9 @@ func TestBenchProbesAndCopy(t *testing.T) {
 	if hi, err := b.HighestJobID(ctx); err != nil || hi < 5 {
 		t.Errorf("HighestJobID = %d, %v", hi, err)
 	}
+	if c, err := b.OwnedCount(ctx, procs[0]); err != nil || c != 3 {
+		t.Errorf("OwnedCount = %d, %v; want 3", c, err)
+	}
 	loads := testkit.UnfinishedLoads(t, pool)
 	if loads[procs[0]] != 3 || loads[procs[1]] != 2 {
 		t.Errorf("owners: %v", loads)
