@@ -55,8 +55,11 @@ func TestLoads(t *testing.T) {
 	if slow.Fresh(now.Add(MaxAge)) {
 		t.Error("fresh after MaxAge")
 	}
-	if empty := NewLoads(nil, now, time.Hour); empty.Fresh(now) {
+	if empty := NewLoads(nil, now, time.Hour); empty.Fresh(now) || empty.Recent(now) {
 		t.Error("a snapshot without live processors is fresh")
+	}
+	if !l.Recent(now.Add(MaxAge-time.Millisecond)) || l.Recent(now.Add(MaxAge)) || none.Recent(now) {
+		t.Error("Recent is not: younger than MaxAge, whatever the read cost")
 	}
 	l.Add(map[int64]int64{2: 5})
 	if got, want := l.Procs(), []Load{{1, 3}, {2, 5}}; !slices.Equal(got, want) {

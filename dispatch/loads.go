@@ -35,6 +35,14 @@ func (l *Loads) Fresh(now time.Time) bool {
 	return l != nil && len(l.procs) > 0 && now.Sub(l.readAt) < min(RereadFactor*l.took, MaxAge)
 }
 
+// Recent reports whether the snapshot was read within MaxAge of now,
+// however long its read took: for a caller to whom the loads only balance
+// work that is small beside them (priority requests), so that it need not
+// count them again for each.
+func (l *Loads) Recent(now time.Time) bool {
+	return l != nil && len(l.procs) > 0 && now.Sub(l.readAt) < MaxAge
+}
+
 // Procs returns the snapshot's processors and loads; the caller must not
 // modify them.
 func (l *Loads) Procs() []Load { return l.procs }

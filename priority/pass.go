@@ -74,7 +74,7 @@ func (p *pass) resolve(reqs []queue.PriorityRequest) error {
 		return err
 	}
 
-	outs, err := l.jobs.ResolvePriority(p.ctx, b, p.checkIn)
+	outs, err := l.jobs.ResolvePriority(p.ctx, b, p.checkIn, &l.loads)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/dispatch"
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/loop"
 	"github.com/crashmonitor/monitor/internal/treefault"
@@ -138,7 +139,7 @@ type Config struct {
 // jobStore is the slice of *queue.Store the loop uses.
 type jobStore interface {
 	PriorityRequests(ctx context.Context, after string, limit int) ([]queue.PriorityRequest, error)
-	ResolvePriority(ctx context.Context, b queue.PriorityBatch, checkIn time.Duration) ([]queue.PriorityOutcome, error)
+	ResolvePriority(ctx context.Context, b queue.PriorityBatch, checkIn time.Duration, loads *dispatch.Loads) ([]queue.PriorityOutcome, error)
 	ListenPriority(ctx context.Context) (*queue.PriorityListener, error)
 }
 
@@ -169,6 +170,7 @@ type Loop struct {
 	kept    loop.Memory[keptRequest] // requests left for later, by id
 	nextDue time.Time                // the earliest retry of a kept request
 	noLive  loop.Episode             // no live processor: said once per stretch
+	loads   dispatch.Loads           // the live processors' loads, reused for a few seconds
 }
 
 // tree is a storage tree searched for requested crashes.

@@ -35,6 +35,13 @@ const (
 	// liveProcessorsQuery reads the live processors with their load, the
 	// number of their unfinished jobs (counted through
 	// jobs_owner_unfinished_idx). $1 is processorCheckInTime.
+	// liveProcessorIDsQuery lists the live processors, by id, without
+	// their loads.
+	liveProcessorIDsQuery = `
+SELECT id FROM processors
+WHERE monitor_processor_state(lastseendatetime, $1) = 'live'
+ORDER BY id`
+
 	liveProcessorsQuery = `
 SELECT p.id, (SELECT count(*) FROM jobs j WHERE j.owner = p.id AND j.success IS NULL)
 FROM processors p

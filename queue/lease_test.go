@@ -195,7 +195,7 @@ func TestFence(t *testing.T) {
 			return err
 		},
 		"ResolvePriority": func() error {
-			_, err := fenced.ResolvePriority(ctx, queue.PriorityBatch{Drop: []string{"x"}}, time.Minute)
+			_, err := fenced.ResolvePriority(ctx, queue.PriorityBatch{Drop: []string{"x"}}, time.Minute, nil)
 			return err
 		},
 		"DeleteFinishedJobs": func() error {

@@ -121,7 +121,13 @@ RETURNING uuid, extract(epoch FROM clock_timestamp() - requested_at)::float8`
 //
 // Every UPDATE re-checks the state it was decided on in its WHERE clause; a
 // job that changed anyway comes back as PriorityRetry.
-func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn time.Duration) ([]PriorityOutcome, error) {
+//
+// The live processors' loads, which only choose the owner of a job to queue
+// or move, are read only when a request needs one, and taken from loads
+// when it holds a snapshot younger than dispatch.MaxAge (counting them
+// visits every unfinished job: a tenth of a second at a million); loads,
+// when not nil, is updated with what was read and assigned.
+func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn time.Duration, loads *dispatch.Loads) ([]PriorityOutcome, error) {
 	ids := distinct(slices.Concat(b.Existing, b.Found))
 	slices.Sort(ids)
 	drop := distinct(b.Drop)
@@ -134,12 +140,15 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 	}
 	var out []PriorityOutcome
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		r := resolver{tx: tx, checkIn: checkIn}
+		r := resolver{tx: tx, checkIn: checkIn, loads: loads}
 		var err error
 		out, err = r.resolve(ctx, ids, onDisk, drop)
 		return err
 	})
 	if err != nil {
+		if loads != nil {
+			loads.Reset() // what was assigned is unknown: read again next time
+		}
 		return nil, DBError(err, "resolve %d priority requests", len(ids)+len(drop))
 	}
 	return out, nil
@@ -149,6 +158,7 @@ func (s *Store) ResolvePriority(ctx context.Context, b PriorityBatch, checkIn ti
 type resolver struct {
 	tx      pgx.Tx
 	checkIn time.Duration
+	loads   *dispatch.Loads // a snapshot of the loads to reuse, or nil
 }
 
 func (r *resolver) resolve(ctx context.Context, ids []string, onDisk map[string]bool, drop []string) ([]PriorityOutcome, error) {
@@ -157,7 +167,7 @@ func (r *resolver) resolve(ctx context.Context, ids []string, onDisk map[string]
 	jobs := map[string]dispatch.Job{}
 	if len(ids) > 0 {
 		var err error
-		if live, jobs, err = r.lockJobs(ctx, ids); err != nil {
+		if live, jobs, err = r.lockJobs(ctx, ids, onDisk); err != nil {
 			return nil, err
 		}
 	}
@@ -187,6 +197,15 @@ func (r *resolver) resolve(ctx context.Context, ids []string, onDisk map[string]
 	// Write.
 	if err := r.writeJobs(ctx, out); err != nil {
 		return nil, err
+	}
+	if r.loads != nil {
+		assigned := map[int64]int64{}
+		for _, o := range out {
+			if o.Status == dispatch.PriorityQueued || o.Status == dispatch.PriorityMoved {
+				assigned[o.Owner]++
+			}
+		}
+		r.loads.Add(assigned)
 	}
 	if err := r.tellOwners(ctx, out, tables); err != nil {
 		return nil, err
@@ -224,10 +243,11 @@ func (r *resolver) resolve(ctx context.Context, ids []string, onDisk map[string]
 }
 
 // lockJobs reads the live processors and locks and reads the existing jobs
-// of ids, in one round trip.
-func (r *resolver) lockJobs(ctx context.Context, ids []string) ([]dispatch.Load, map[string]dispatch.Job, error) {
+// of ids, in one round trip; then, when a request needs an owner (a job to
+// queue or move), the live processors' loads (see ResolvePriority).
+func (r *resolver) lockJobs(ctx context.Context, ids []string, onDisk map[string]bool) ([]dispatch.Load, map[string]dispatch.Job, error) {
 	var b pgx.Batch
-	b.Queue(liveProcessorsQuery, interval(r.checkIn))
+	b.Queue(liveProcessorIDsQuery, interval(r.checkIn))
 	b.Queue(lockPriorityJobsQuery, ids, interval(r.checkIn))
 	br := r.tx.SendBatch(ctx, &b)
 	defer br.Close()
@@ -236,7 +256,7 @@ func (r *resolver) lockJobs(ctx context.Context, ids []string) ([]dispatch.Load,
 	if err != nil {
 		return nil, nil, err
 	}
-	live, err := collectLoads(rows)
+	liveIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -254,7 +274,51 @@ func (r *resolver) lockJobs(ctx context.Context, ids []string) ([]dispatch.Load,
 	if err != nil {
 		return nil, nil, err
 	}
-	return live, jobs, br.Close()
+	if err := br.Close(); err != nil {
+		return nil, nil, err
+	}
+	live, err := r.liveLoads(ctx, liveIDs, ids, jobs, onDisk)
+	return live, jobs, err
+}
+
+// liveLoads returns the live processors liveIDs with their loads: read
+// only when a request of ids needs an owner, and from the snapshot when it
+// is recent (a processor it lacks counts as idle); zero otherwise.
+func (r *resolver) liveLoads(ctx context.Context, liveIDs []int64, ids []string, jobs map[string]dispatch.Job, onDisk map[string]bool) ([]dispatch.Load, error) {
+	live := make([]dispatch.Load, len(liveIDs))
+	for i, id := range liveIDs {
+		live[i].Processor = id
+	}
+	needOwner := slices.ContainsFunc(ids, func(id string) bool {
+		var job *dispatch.Job
+		if j, ok := jobs[id]; ok {
+			job = &j
+		}
+		s := dispatch.DecidePriority(job, onDisk[id], true)
+		return s == dispatch.PriorityQueued || s == dispatch.PriorityMoved
+	})
+	if !needOwner || len(live) == 0 {
+		return live, nil
+	}
+	if !r.loads.Recent(time.Now()) {
+		start := time.Now()
+		procs, err := liveProcessors(ctx, r.tx, r.checkIn)
+		if err != nil {
+			return nil, err
+		}
+		if r.loads == nil {
+			return procs, nil
+		}
+		*r.loads = dispatch.NewLoads(procs, start, time.Since(start))
+	}
+	known := map[int64]int64{}
+	for _, p := range r.loads.Procs() {
+		known[p.Processor] = p.Jobs
+	}
+	for i := range live {
+		live[i].Jobs = known[live[i].Processor]
+	}
+	return live, nil
 }
 
 // priorityTables returns which of the processors ids have a

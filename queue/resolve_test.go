@@ -23,7 +23,7 @@ const priorityCheckIn = 5 * time.Minute
 // resolve runs ResolvePriority and fails the test on error.
 func resolve(t *testing.T, pool *pgxpool.Pool, b queue.PriorityBatch) []queue.PriorityOutcome {
 	t.Helper()
-	outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), b, priorityCheckIn)
+	outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), b, priorityCheckIn, nil)
 	if err != nil {
 		t.Fatalf("ResolvePriority(%+v): %v", b, err)
 	}
@@ -479,7 +479,7 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("Empty", func(t *testing.T) {
 		t.Parallel()
 		pool, _ := pgtest.EmptySchema(t) // no tables: nothing may be queried
-		outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{}, priorityCheckIn)
+		outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{}, priorityCheckIn, nil)
 		if outs != nil || err != nil {
 			t.Errorf("ResolvePriority(empty) = %v, %v", outs, err)
 		}
@@ -488,7 +488,7 @@ func TestResolvePriority(t *testing.T) {
 	t.Run("NoSchema", func(t *testing.T) {
 		t.Parallel()
 		pool, _ := pgtest.EmptySchema(t)
-		_, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{Drop: []string{"x"}}, priorityCheckIn)
+		_, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{Drop: []string{"x"}}, priorityCheckIn, nil)
 		if !errors.Is(err, queue.ErrSchemaMissing) {
 			t.Errorf("err = %v, want ErrSchemaMissing", err)
 		}
@@ -525,7 +525,7 @@ func TestResolvePriorityRetriesConcurrentQueue(t *testing.T) {
 	}
 	done := make(chan []queue.PriorityOutcome, 1)
 	go func() {
-		outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{Found: []string{"race-1"}}, priorityCheckIn)
+		outs, err := queue.NewStore(pool).ResolvePriority(t.Context(), queue.PriorityBatch{Found: []string{"race-1"}}, priorityCheckIn, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -636,5 +636,46 @@ func TestListenPriorityWith(t *testing.T) {
 	defer cancel()
 	if err := lis.Wait(ctx); err != nil {
 		t.Fatalf("Wait after an insert: %v", err)
+	}
+}
+
+// TestResolvePriorityReusesLoads: with a recent snapshot of the loads, the
+// owner of a crash to queue is chosen from it (plus what was assigned since),
+// among the processors live now; without one, the loads are counted.
+func TestResolvePriorityReusesLoads(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	procs := testkit.LiveProcessors(t, pool, 2)
+	gone := testkit.Processor(t, pool, time.Hour) // in the snapshot, dead now
+	testkit.PriorityTables(t, pool, append(procs, gone)...)
+	// By the database, the first processor is the busier.
+	testkit.Jobs(t, pool, testkit.Queued, procs[0], "q-1", "q-2", "q-3")
+	store := queue.NewStore(pool)
+
+	// The snapshot says the opposite: the first is idle.
+	loads := dispatch.NewLoads([]dispatch.Load{{Processor: gone, Jobs: 0}, {Processor: procs[0], Jobs: 0}, {Processor: procs[1], Jobs: 10}},
+		time.Now(), time.Millisecond)
+	var owners []int64
+	for _, id := range []string{"found-1", "found-2"} {
+		outs, err := store.ResolvePriority(t.Context(), queue.PriorityBatch{Found: []string{id}}, priorityCheckIn, &loads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners = append(owners, outs[0].Owner)
+	}
+	if !slices.Equal(owners, []int64{procs[0], procs[0]}) {
+		t.Errorf("owners %v, want the snapshot's idle processor, %d, twice (never the dead one)", owners, procs[0])
+	}
+	if got := loads.Procs(); got[1].Jobs != 2 {
+		t.Errorf("snapshot after two assignments: %+v, want 2 jobs added to %d", got, procs[0])
+	}
+
+	// Without a snapshot the database's count decides.
+	outs, err := store.ResolvePriority(t.Context(), queue.PriorityBatch{Found: []string{"found-3"}}, priorityCheckIn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outs[0].Owner != procs[1] {
+		t.Errorf("owner %d, want the less loaded by count, %d", outs[0].Owner, procs[1])
 	}
 }
