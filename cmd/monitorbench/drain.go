@@ -60,7 +60,9 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 			return err
 		}
 		f := rateFigure(figDrain, fmt.Sprintf("backlog drain, monitor run (%s pairs)", formatInt(int64(n))), n, d.took)
-		f.Note = fmt.Sprintf("%s from exec to the last job and an empty inbox; %d live processors", formatDuration(d.took), liveProcessors)
+		f.Note = fmt.Sprintf("%s from exec to the last job and an empty inbox; first commit after %s; %d live processors",
+			formatDuration(d.took), formatDuration(d.firstCommit), liveProcessors)
+		f.Details["first_commit_seconds"] = d.firstCommit.Seconds()
 		h.figures[figDrain] = f
 		mib := float64(d.peak) / (1 << 20)
 		h.figures[figMemory] = Figure{
@@ -103,6 +105,7 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 // drained is what one drain measured.
 type drained struct {
 	took          time.Duration
+	firstCommit   time.Duration // from the exec to the first job row seen
 	peak          int64 // VmHWM, bytes
 	scrapes       int
 	slowestScrape time.Duration
@@ -141,6 +144,9 @@ func (h *harness) drain(ctx context.Context, dir, root string, store *crashstore
 	err = waitFor(ctx, m, drainPoll, timeout, fmt.Sprintf("%d jobs", n), func() (bool, error) {
 		// The highest id is one index lookup; count only when it is there.
 		hi, err := db.bench.HighestJobID(ctx)
+		if err == nil && hi > 0 && d.firstCommit == 0 {
+			d.firstCommit = time.Since(began)
+		}
 		if err != nil || hi < int64(n) {
 			return false, err
 		}

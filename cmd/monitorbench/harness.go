@@ -210,14 +210,20 @@ func (h *harness) removeTree(dir string) {
 }
 
 // backlogGenerator describes count pairs submitted over the two hours before
-// the run, by two collectors: an outage's backlog.
+// the run, by two collectors: an outage's backlog. -spread and -webheads
+// give it the shape of a production tree instead (many days, every minute
+// slot used by several collectors).
 func (h *harness) backlogGenerator(count int, seed uint64) (*crashgen.Generator, error) {
+	webheads := make([]string, max(h.opts.webheads, 1))
+	for i := range webheads {
+		webheads[i] = fmt.Sprintf("webhead%02d", i+1)
+	}
 	return crashgen.New(crashgen.Options{
 		Count:     count,
 		DumpSize:  h.opts.dumpSize,
-		Webheads:  []string{"webhead01", "webhead02"},
+		Webheads:  webheads,
 		Submitted: h.start.Add(-time.Minute),
-		Spread:    2 * time.Hour,
+		Spread:    h.opts.spread,
 		Seed:      seed,
 	})
 }

@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Exit codes.
@@ -74,6 +75,8 @@ type options struct {
 	keep       bool
 	cpuProfile string
 	dumpSize   int
+	spread     time.Duration // submission times of the backlogs
+	webheads   int           // collectors of the backlogs
 	// settings override keys of the monitor configurations (-set).
 	settings map[string]string
 }
@@ -161,6 +164,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f.StringVar(&opts.dir, "dir", "", "parent of the work directory (default /dev/shm when it exists, else $TMPDIR)")
 	f.BoolVar(&opts.keep, "keep", false, "keep the work directory (trees, configurations, monitor logs)")
 	f.StringVar(&opts.cpuProfile, "cpuprofile", "", "write the harness's CPU profile (the in-process scenarios) to this file")
+	f.DurationVar(&opts.spread, "spread", 2*time.Hour, "the backlogs' submissions spread over this long before the run (e.g. 72h for a tree of many days)")
+	f.IntVar(&opts.webheads, "webheads", 2, "collectors (webhead directories per slot) of the backlogs")
 	f.IntVar(&opts.dumpSize, "dump-size", 512, "bytes per generated dump (each pair costs about two pages of tmpfs memory)")
 	f.Func("set", "override a key of the monitor's configuration, as key=value (repeatable; e.g. logFileErrorLoggingLevel=20)", func(kv string) error {
 		k, v, ok := strings.Cut(kv, "=")
