@@ -56,24 +56,52 @@ func (s *Store) Walk(ctx context.Context, fn func(Entry) error) error {
 // go to Options.Problem. unreadable is called on the goroutine running the
 // walk.
 func (s *Store) WalkInbox(ctx context.Context, fn func(Entry) error, unreadable func(path string, err error)) error {
+	return s.WalkPass(ctx, fn, unreadable, nil)
+}
+
+// WalkPass is WalkInbox that also hands to past (when not nil), deepest
+// first, each directory of the date branch it walked to the end whose whole
+// time range lies before the current slot (Options.Now) and that
+// PruneDateDirs would remove once empty. A scanner that has removed the
+// links it queued gives them to PruneDirs: the pruning then costs no second
+// listing of the tree.
+func (s *Store) WalkPass(ctx context.Context, fn func(Entry) error, unreadable func(path string, err error), past func(dir string)) error {
 	if _, err := s.CheckRoot(); err != nil {
 		return err
 	}
-	return s.walk(ctx, node{path: s.root}, fn, unreadable)
+	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC())}
+	return w.walk(ctx, node{path: s.root})
 }
 
-func (s *Store) walk(ctx context.Context, n node, fn func(Entry) error, unreadable func(string, error)) error {
-	if s.levels[n.li] == lvLeaf {
-		return s.walkLeaf(ctx, n, fn, unreadable)
-	}
-	kids, err := s.list(ctx, n, unreadable)
-	if err != nil {
-		return err
-	}
-	for _, k := range kids {
-		if err := s.walk(ctx, k, fn, unreadable); err != nil {
+// walker is one walk's callbacks.
+type walker struct {
+	s          *Store
+	fn         func(Entry) error
+	unreadable func(string, error)
+	past       func(string)
+	cur        time.Time // the current slot's start, for past
+}
+
+func (w *walker) walk(ctx context.Context, n node) error {
+	s := w.s
+	lv := s.levels[n.li]
+	if lv == lvLeaf {
+		if err := s.walkLeaf(ctx, n, w.fn, w.unreadable); err != nil {
 			return err
 		}
+	} else {
+		kids, err := s.list(ctx, n, w.unreadable)
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			if err := w.walk(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	if w.past != nil && n.li > 0 && lv.removable() && !s.end(lv, n.start).After(w.cur) {
+		w.past(n.path)
 	}
 	return nil
 }
