@@ -106,7 +106,7 @@ func (h *harness) drainScenario(ctx context.Context, g *crashgen.Generator) erro
 type drained struct {
 	took          time.Duration
 	firstCommit   time.Duration // from the exec to the first job row seen
-	peak          int64 // VmHWM, bytes
+	peak          int64         // VmHWM, bytes
 	scrapes       int
 	slowestScrape time.Duration
 }
