@@ -67,6 +67,18 @@ func (s *Store) Stat(e Entry) (PairState, error) {
 	return st, nil
 }
 
+// Settled reports whether the files of a written pair have been left alone
+// for settle by the store's clock (Options.Now), and when not, how long
+// remains: at most settle, also for a file modified "in the future" (a
+// writer whose clock is ahead), which waits until the clock catches up.
+func (s *Store) Settled(st PairState, settle time.Duration) (bool, time.Duration) {
+	left := st.Latest.Add(settle).Sub(s.nowUTC())
+	if left <= 0 {
+		return true, 0
+	}
+	return false, min(left, settle)
+}
+
 // SlotDirs returns the directories of the date branch from the root down to
 // the slot directory holding t (Options.Now's clock, in UTC), whether they
 // exist or not: <root>, <root>/YYYYMMDD, .../date, .../date/HH, .../date/HH/MM

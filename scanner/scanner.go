@@ -159,13 +159,16 @@ func (s *Scanner) FirstPassDone() <-chan struct{} { return s.firstPass }
 // Run runs passes until ctx is done: at once, then every delay, and as soon
 // as the inbox watch sees something new. It returns nil when ctx is done.
 func (s *Scanner) Run(ctx context.Context) error {
-	w, err := newWatcher(ctx, s.crashes, s.logger, s.wake)
+	w, err := newWatcher(s.crashes, s.logger, s.wake, s.cfg.WriteWindow)
 	if err != nil {
 		s.logger.WarnContext(ctx, "inbox watch unavailable; new crashes wait for the next periodic scan", "error", err)
 	} else {
+		// The watches are set up beside the first pass, not before it.
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); w.run(wctx) }()
 		s.watch = w
-		defer func() { s.watch = nil; w.close() }()
-		go w.run(ctx)
+		defer func() { cancel(); <-done; s.watch = nil }()
 	}
 	r := loop.Runner{Name: figures.LoopScanner, Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed,
 		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures, Outage: s.cfg.Outage}
@@ -200,11 +203,6 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	// fails leaves none, so the runner's backoff is not cut short.
 	s.next = 0
 
-	if s.watch != nil {
-		if err := s.watch.sync(ctx); err != nil {
-			s.logger.DebugContext(ctx, "cannot list the inbox directories to watch", "error", err)
-		}
-	}
 	s.lastReap = time.Now()
 	reaped, err := s.jobs.ReapDeadProcessors(ctx, checkIn)
 	if err != nil {
@@ -241,7 +239,9 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	s.settleFaults(ctx, &p.faults, held)
 	s.settleUnreadable(ctx, p.faults.unreadable, complete)
 
-	pruned, err := s.crashes.PruneDateDirs(ctx)
+	// Pruning comes after the queuing, and from what the walk saw: the
+	// tree is not listed a second time.
+	pruned, err := s.crashes.PruneDirs(ctx, p.past)
 	res.Pruned = pruned
 	if err != nil && !s.treeFault(ctx, err) {
 		return res, fmt.Errorf("prune date directories: %w", err)
