@@ -316,8 +316,8 @@ func (s *Store) EntryAt(linkPath string) (Entry, error) {
 // DirKind classifies a path of the date branch by its shape alone, without
 // touching the disk, for a watcher deciding what an event is about: a new
 // KindRoot, KindDay, KindDateDir or KindLeaf directory is one to watch (and
-// to list with WatchDirsUnder, since it may have filled before the watch was
-// added); a KindLink is a new inbox link for EntryAt. The caller checks that
+// to list, since it may have filled before the watch was added); a KindLink
+// is a new inbox link for EntryAt. The caller checks that
 // a path of a directory kind is a directory. It reports false for anything
 // else: the name branch, the pair's files, names the layout does not allow,
 // paths outside the tree.
@@ -327,65 +327,6 @@ func (s *Store) DirKind(path string) (Kind, bool) {
 		return 0, false
 	}
 	return s.levels[li].kind(), true
-}
-
-// WatchDirs lists the existing directories an inotify watcher must watch to
-// see every new inbox link: the root (new daily directories, or the flat
-// date branch, appear there) and every date-branch directory down to the
-// webhead directories, in walk order. inotify is not recursive, so the
-// watcher adds these and then, for each new directory it sees, the result
-// of WatchDirsUnder. Emptied directories of past days stay listed until
-// PruneDateDirs removes them (a daily directory and its date directory are
-// never removed). A missing root gives an empty list.
-func (s *Store) WatchDirs(ctx context.Context) ([]string, error) {
-	return s.WatchDirsUnder(ctx, s.root)
-}
-
-// WatchDirsUnder is WatchDirs for the subtree at dir, a directory DirKind
-// classifies as KindRoot, KindDay, KindDateDir or KindLeaf: dir itself and
-// every date-branch directory below it. A dir that does not exist (any more)
-// gives an empty list.
-func (s *Store) WatchDirsUnder(ctx context.Context, dir string) ([]string, error) {
-	p := filepath.Clean(dir)
-	li, start, ok := s.parse(p)
-	if !ok || s.levels[li] == lvLink {
-		return nil, malformed("watch", dir, "not a date-branch directory of "+s.root)
-	}
-	stat := os.Lstat
-	if li == 0 {
-		stat = os.Stat // the root may be a symlink to the real tree
-	}
-	fi, err := stat(p)
-	switch {
-	case notExist(err):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	case !fi.IsDir():
-		return nil, malformed("watch", dir, "not a directory")
-	}
-	var out []string
-	var rec func(n node) error
-	rec = func(n node) error {
-		out = append(out, n.path)
-		if s.levels[n.li] == lvLeaf {
-			return nil
-		}
-		kids, err := s.list(ctx, n, nil) // the walk reports what cannot be read
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := rec(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := rec(node{path: p, name: filepath.Base(p), li: li, start: start}); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // typeName names a file type for a problem report.
