@@ -113,11 +113,17 @@ const firstBatch = 64
 // left for a later pass and holds up nothing.
 func (p *pass) visit(e crashstore.Entry) error {
 	st, err := p.s.crashes.Stat(e)
+	waited := false
 	if err == nil && st.Written && !p.complete(e, st) {
-		if err := p.settle(e, st); err != nil {
-			return err
+		// A pair already waited for in vain is not waited for again: a
+		// pair written for long would delay every pass.
+		if in := p.s.incomplete.Get(e.ID); in == nil || !in.waited {
+			if err := p.settle(e, st); err != nil {
+				return err
+			}
+			waited = true
+			st, err = p.s.crashes.Stat(e)
 		}
-		st, err = p.s.crashes.Stat(e)
 		if err == nil && st.Written && !p.complete(e, st) {
 			st.Written = false // still being written: not this pass
 		}
@@ -131,6 +137,9 @@ func (p *pass) visit(e crashstore.Entry) error {
 	}
 	if !st.Written {
 		p.noteIncomplete(e, nil)
+		if waited {
+			p.s.incomplete.Get(e.ID).waited = true
+		}
 		return nil
 	}
 	p.batch.entries = append(p.batch.entries, e)

@@ -126,6 +126,7 @@ type Scanner struct {
 type incomplete struct {
 	since  time.Time // first seen incomplete
 	warned bool      // reported as stuck
+	waited bool      // a pass waited out its settle time in vain: not waited for again
 }
 
 // New returns a Scanner queuing the pairs of crashes into jobs.

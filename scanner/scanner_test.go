@@ -265,6 +265,9 @@ func TestRunOnce(t *testing.T) {
 		if res, _ := b.scanner.RunOnce(t.Context()); res.Queued != 0 {
 			t.Fatalf("files still being written: queued %d, want 0 until they settle", res.Queued)
 		}
+		if in := b.scanner.incomplete.Get(id); in == nil || !in.waited {
+			t.Errorf("the pair waited for in vain is not marked so (%+v): every pass would wait for it again", in)
+		}
 		settleFiles(t, e)
 		if res, err := b.scanner.RunOnce(t.Context()); err != nil || res.Queued != 1 {
 			t.Fatalf("settled: RunOnce() = %+v, %v; want 1 queued", res, err)

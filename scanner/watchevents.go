@@ -42,20 +42,25 @@ func (w *watcher) handle(wd int, mask uint32, name string) {
 	}
 	w.mu.Lock()
 	d, ok := w.dirs[wd]
-	if ok && mask&unix.IN_IGNORED != 0 {
-		// The directory went (pruned, or its watch removed).
-		delete(w.paths, d.path)
-		delete(w.dirs, wd)
+	var dir string
+	var names bool
+	if ok {
+		dir, names = d.path, d.name
+		if mask&unix.IN_IGNORED != 0 {
+			// The directory went (pruned, or its watch removed).
+			delete(w.paths, d.path)
+			delete(w.dirs, wd)
+		}
 	}
 	w.mu.Unlock()
 	if !ok || name == "" || mask&unix.IN_IGNORED != 0 {
 		return
 	}
-	if d.name {
+	if names {
 		w.fileEvent(name, mask)
 		return
 	}
-	p := join(d.path, name)
+	p := join(dir, name)
 	switch k, _ := w.crashes.DirKind(p); {
 	case mask&unix.IN_ISDIR != 0:
 		w.addDir(p)
