@@ -7,12 +7,16 @@
 // its commit are the batch's inbox links removed. A crash or kill at any
 // instant therefore leaves every pair either queued or still in the inbox
 // (where the next pass finds it, and ON CONFLICT makes a second insert a
-// no-op), never neither and never twice.
+// no-op), never neither and never twice. A pair met while it settles (its
+// files written moments ago) is waited for, at most Settle, so that it keeps
+// its place in submission order; the first batch of a pass is small, so the
+// first commit comes at once, and the emptied date directories the walk saw
+// are pruned after the queuing.
 //
 // Passes run every standardLoopDelay (and at least every
 // processorCheckInTime, so the dead-processor sweep keeps its pace), and at
-// once when fsnotify reports something new in the inbox. The periodic walk is
-// the source of truth; the watch only cuts latency.
+// once when inotify shows a new pair complete in the current slots (watch.go).
+// The periodic walk is the source of truth; the watch only cuts latency.
 //
 // Storage faults (fault.go): an inbox directory that cannot be read is
 // skipped, logged once and retried within seconds; a standard tree whose

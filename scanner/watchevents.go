@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"errors"
 	"strings"
 	"time"
 	"unsafe"
@@ -98,4 +99,39 @@ func (w *watcher) fileEvent(name string, mask uint32) {
 		f.written, f.closed = true, true
 	}
 	w.check(p)
+}
+
+// fileState is what the watcher can tell of a file there before its watch.
+type fileState uint8
+
+const (
+	fileAbsent  fileState = iota // its creation and close are still to come
+	fileClosed                   // open for writing by no one
+	fileWriting                  // open for writing: its close is still to come
+	fileUnknown                  // there, but whether a writer has it open cannot be told
+)
+
+// preState tells whether the file at path, there before its directory was
+// watched, is still being written. A read lease (fcntl F_SETLEASE) is
+// granted only on a file that no process has open for writing; it is
+// released at once. Leases need the file to belong to the monitor's user
+// (or CAP_LEASE): for a collector writing as another user the answer is
+// fileUnknown, and the settle time decides.
+func preState(path string) fileState {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return fileAbsent
+	case err != nil:
+		return fileUnknown
+	}
+	defer unix.Close(fd)
+	switch _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK); {
+	case err == nil:
+		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+		return fileClosed
+	case errors.Is(err, unix.EAGAIN):
+		return fileWriting
+	}
+	return fileUnknown
 }
