@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,41 +31,11 @@ func (s *Store) Complete(e Entry, settle time.Duration) (bool, error) {
 // Ready is Complete that also tells when the pair became complete: the
 // later of its two files' modification times (zero when not complete).
 func (s *Store) Ready(e Entry, settle time.Duration) (bool, time.Time, error) {
-	cutoff := s.nowUTC().Add(-settle)
-	var at time.Time
-	for i, p := range [2]string{e.JSONPath, e.DumpPath} {
-		fi, err := os.Lstat(p)
-		switch {
-		case err == nil:
-		case errors.Is(err, fs.ErrNotExist) && i == 0:
-			// Not written yet, or the inbox link dangles: tell which only
-			// now, off the common path (the json comes last).
-			d, derr := os.Lstat(e.NameDir)
-			switch {
-			case derr == nil && d.IsDir():
-				return false, time.Time{}, nil
-			case derr != nil && !notExist(derr):
-				return false, time.Time{}, treeFault(derr, s)
-			}
-			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is missing")
-		case errors.Is(err, fs.ErrNotExist):
-			return false, time.Time{}, nil
-		case errors.Is(err, syscall.ENOTDIR):
-			return false, time.Time{}, malformed("complete", e.NameDir, "pair directory of crash "+e.ID+" is not a directory")
-		default:
-			return false, time.Time{}, treeFault(err, s)
-		}
-		if !fi.Mode().IsRegular() {
-			return false, time.Time{}, malformed("complete", p, "a "+typeName(fi.Mode().Type())+" where a crash file belongs")
-		}
-		if fi.ModTime().After(cutoff) {
-			return false, time.Time{}, nil
-		}
-		if fi.ModTime().After(at) {
-			at = fi.ModTime()
-		}
+	st, err := s.Stat(e)
+	if err != nil || !st.Written || st.Latest.After(s.nowUTC().Add(-settle)) {
+		return false, time.Time{}, err
 	}
-	return true, at, nil
+	return true, st.Latest, nil
 }
 
 // RemoveLinks takes an entry out of the inbox: it removes the date link,

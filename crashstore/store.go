@@ -186,6 +186,11 @@ func suffix(s, def string) string {
 // Root returns the tree's root directory as cleaned by New.
 func (s *Store) Root() string { return s.root }
 
+// JSONSuffix and DumpSuffix return the suffixes of a pair's two files, with
+// their leading dot.
+func (s *Store) JSONSuffix() string { return s.jsonSuffix }
+func (s *Store) DumpSuffix() string { return s.dumpSuffix }
+
 // Layout returns the tree's layout (LayoutDaily for an empty Options.Layout).
 func (s *Store) Layout() Layout { return s.layout }
 

@@ -56,24 +56,52 @@ func (s *Store) Walk(ctx context.Context, fn func(Entry) error) error {
 // go to Options.Problem. unreadable is called on the goroutine running the
 // walk.
 func (s *Store) WalkInbox(ctx context.Context, fn func(Entry) error, unreadable func(path string, err error)) error {
+	return s.WalkPass(ctx, fn, unreadable, nil)
+}
+
+// WalkPass is WalkInbox that also hands to past (when not nil), deepest
+// first, each directory of the date branch it walked to the end whose whole
+// time range lies before the current slot (Options.Now) and that
+// PruneDateDirs would remove once empty. A scanner that has removed the
+// links it queued gives them to PruneDirs: the pruning then costs no second
+// listing of the tree.
+func (s *Store) WalkPass(ctx context.Context, fn func(Entry) error, unreadable func(path string, err error), past func(dir string)) error {
 	if _, err := s.CheckRoot(); err != nil {
 		return err
 	}
-	return s.walk(ctx, node{path: s.root}, fn, unreadable)
+	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC())}
+	return w.walk(ctx, node{path: s.root})
 }
 
-func (s *Store) walk(ctx context.Context, n node, fn func(Entry) error, unreadable func(string, error)) error {
-	if s.levels[n.li] == lvLeaf {
-		return s.walkLeaf(ctx, n, fn, unreadable)
-	}
-	kids, err := s.list(ctx, n, unreadable)
-	if err != nil {
-		return err
-	}
-	for _, k := range kids {
-		if err := s.walk(ctx, k, fn, unreadable); err != nil {
+// walker is one walk's callbacks.
+type walker struct {
+	s          *Store
+	fn         func(Entry) error
+	unreadable func(string, error)
+	past       func(string)
+	cur        time.Time // the current slot's start, for past
+}
+
+func (w *walker) walk(ctx context.Context, n node) error {
+	s := w.s
+	lv := s.levels[n.li]
+	if lv == lvLeaf {
+		if err := s.walkLeaf(ctx, n, w.fn, w.unreadable); err != nil {
 			return err
 		}
+	} else {
+		kids, err := s.list(ctx, n, w.unreadable)
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			if err := w.walk(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	if w.past != nil && n.li > 0 && lv.removable() && !s.end(lv, n.start).After(w.cur) {
+		w.past(n.path)
 	}
 	return nil
 }
@@ -288,8 +316,8 @@ func (s *Store) EntryAt(linkPath string) (Entry, error) {
 // DirKind classifies a path of the date branch by its shape alone, without
 // touching the disk, for a watcher deciding what an event is about: a new
 // KindRoot, KindDay, KindDateDir or KindLeaf directory is one to watch (and
-// to list with WatchDirsUnder, since it may have filled before the watch was
-// added); a KindLink is a new inbox link for EntryAt. The caller checks that
+// to list, since it may have filled before the watch was added); a KindLink
+// is a new inbox link for EntryAt. The caller checks that
 // a path of a directory kind is a directory. It reports false for anything
 // else: the name branch, the pair's files, names the layout does not allow,
 // paths outside the tree.
@@ -299,65 +327,6 @@ func (s *Store) DirKind(path string) (Kind, bool) {
 		return 0, false
 	}
 	return s.levels[li].kind(), true
-}
-
-// WatchDirs lists the existing directories an inotify watcher must watch to
-// see every new inbox link: the root (new daily directories, or the flat
-// date branch, appear there) and every date-branch directory down to the
-// webhead directories, in walk order. inotify is not recursive, so the
-// watcher adds these and then, for each new directory it sees, the result
-// of WatchDirsUnder. Emptied directories of past days stay listed until
-// PruneDateDirs removes them (a daily directory and its date directory are
-// never removed). A missing root gives an empty list.
-func (s *Store) WatchDirs(ctx context.Context) ([]string, error) {
-	return s.WatchDirsUnder(ctx, s.root)
-}
-
-// WatchDirsUnder is WatchDirs for the subtree at dir, a directory DirKind
-// classifies as KindRoot, KindDay, KindDateDir or KindLeaf: dir itself and
-// every date-branch directory below it. A dir that does not exist (any more)
-// gives an empty list.
-func (s *Store) WatchDirsUnder(ctx context.Context, dir string) ([]string, error) {
-	p := filepath.Clean(dir)
-	li, start, ok := s.parse(p)
-	if !ok || s.levels[li] == lvLink {
-		return nil, malformed("watch", dir, "not a date-branch directory of "+s.root)
-	}
-	stat := os.Lstat
-	if li == 0 {
-		stat = os.Stat // the root may be a symlink to the real tree
-	}
-	fi, err := stat(p)
-	switch {
-	case notExist(err):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	case !fi.IsDir():
-		return nil, malformed("watch", dir, "not a directory")
-	}
-	var out []string
-	var rec func(n node) error
-	rec = func(n node) error {
-		out = append(out, n.path)
-		if s.levels[n.li] == lvLeaf {
-			return nil
-		}
-		kids, err := s.list(ctx, n, nil) // the walk reports what cannot be read
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := rec(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := rec(node{path: p, name: filepath.Base(p), li: li, start: start}); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // typeName names a file type for a problem report.

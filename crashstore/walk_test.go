@@ -292,9 +292,6 @@ func TestWalkEmptyTrees(t *testing.T) {
 			if n, err := b.s.PruneDateDirs(t.Context()); n != 0 || err != nil {
 				t.Errorf("PruneDateDirs = %d, %v", n, err)
 			}
-			if dirs, err := b.s.WatchDirs(t.Context()); err != nil || !slices.Equal(dirs, []string{b.root}) {
-				t.Errorf("WatchDirs = %v, %v", dirs, err)
-			}
 		})
 	}
 }
@@ -475,53 +472,5 @@ func TestDirKind(t *testing.T) {
 	}
 	if KindLeaf.String() != "leaf" || Kind(99).String() != "Kind(99)" {
 		t.Error("Kind.String")
-	}
-}
-
-func TestWatchDirs(t *testing.T) {
-	t.Parallel()
-	b := setup(t, Options{})
-	b.put(t, []fixture{
-		{id: workedID, webhead: "web1", at: time.Date(2009, 9, 28, 12, 5, 0, 0, time.UTC)},
-		{id: "0b781b88-ecbe-4cc4-dead-6bbb20081225", webhead: "web2", at: time.Date(2009, 9, 28, 12, 5, 0, 0, time.UTC)},
-		{id: "0b8344d6-9021-4db9-dead-a15320081225", webhead: "web1", at: time.Date(2009, 9, 27, 23, 0, 0, 0, time.UTC)},
-	})
-	mustMkdir(t, b.root+"/20090926/date")
-	r := b.root
-	want := []string{
-		r,
-		r + "/20090926", r + "/20090926/date",
-		r + "/20090927", r + "/20090927/date", r + "/20090927/date/23", r + "/20090927/date/23/00", r + "/20090927/date/23/00/web1_0",
-		r + "/20090928", r + "/20090928/date", r + "/20090928/date/12", r + "/20090928/date/12/05",
-		r + "/20090928/date/12/05/web1_0", r + "/20090928/date/12/05/web2_0",
-	}
-	got, err := b.s.WatchDirs(t.Context())
-	if err != nil || !slices.Equal(got, want) {
-		t.Errorf("WatchDirs =\n%s\n%v\nwant\n%s", strings.Join(got, "\n"), err, strings.Join(want, "\n"))
-	}
-	got, err = b.s.WatchDirsUnder(t.Context(), r+"/20090928/date/12")
-	if err != nil || !slices.Equal(got, want[10:]) {
-		t.Errorf("WatchDirsUnder(hour) = %v, %v", got, err)
-	}
-	got, err = b.s.WatchDirsUnder(t.Context(), r+"/20090928/date/12/05/web1_0")
-	if err != nil || !slices.Equal(got, want[12:13]) {
-		t.Errorf("WatchDirsUnder(leaf) = %v, %v", got, err)
-	}
-	if got, err := b.s.WatchDirsUnder(t.Context(), r+"/20090929"); err != nil || len(got) != 0 {
-		t.Errorf("WatchDirsUnder(missing) = %v, %v", got, err)
-	}
-	for _, p := range []string{r + "/20090928/name", r + "/20090928/date/12/05/web1_0/" + workedID, "/elsewhere"} {
-		if _, err := b.s.WatchDirsUnder(t.Context(), p); !errors.Is(err, ErrMalformed) {
-			t.Errorf("WatchDirsUnder(%q) = %v, want ErrMalformed", p, err)
-		}
-	}
-
-	fb := setup(t, Options{Layout: LayoutFlat})
-	fb.put(t, []fixture{{id: workedID, webhead: "web1", at: testNow}})
-	fr := fb.root
-	wantFlat := []string{fr, fr + "/date", fr + "/date/2009", fr + "/date/2009/09", fr + "/date/2009/09/28",
-		fr + "/date/2009/09/28/12", fr + "/date/2009/09/28/12/05", fr + "/date/2009/09/28/12/05/web1_0"}
-	if got, err := fb.s.WatchDirs(t.Context()); err != nil || !slices.Equal(got, wantFlat) {
-		t.Errorf("flat WatchDirs = %v, %v", got, err)
 	}
 }

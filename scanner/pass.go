@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,7 +33,9 @@ type pass struct {
 
 	// Owned by the walk.
 	batch   batch
-	writing int // incomplete pairs still inside their write window
+	limit   int      // the size of the batch being collected: small first, growing to BatchSize
+	writing int      // incomplete pairs still inside their write window
+	past    []string // date directories the walk saw wholly in the past: pruned after the pass
 	toQueue chan<- batch
 	ctx     context.Context // the pipeline's: done when a stage fails
 
@@ -83,7 +86,8 @@ func (p *pass) run(ctx context.Context) error {
 		}
 		return nil
 	})
-	err := p.s.crashes.WalkInbox(gctx, p.visit, p.faults.noteUnreadable)
+	p.limit = min(firstBatch, p.s.cfg.BatchSize)
+	err := p.s.crashes.WalkPass(gctx, p.visit, p.faults.noteUnreadable, func(dir string) { p.past = append(p.past, dir) })
 	if err == nil {
 		err = p.send()
 	}
@@ -96,9 +100,34 @@ func (p *pass) run(ctx context.Context) error {
 	return err
 }
 
-// visit handles one inbox entry of the walk.
+// firstBatch is the size of a pass's first batch: the first commit of a
+// backlog comes after a few dozen stats, not thousands. Each batch after is
+// twice the one before, up to BatchSize.
+const firstBatch = 64
+
+// visit handles one inbox entry of the walk. A pair whose files are both
+// there but were written moments ago (still settling) keeps its place in
+// submission order: the walk waits out the rest of its settle time (at most
+// Settle) instead of queuing later pairs ahead of it. A pair really
+// incomplete (a file missing, or still being written after that wait) is
+// left for a later pass and holds up nothing.
 func (p *pass) visit(e crashstore.Entry) error {
-	ok, ready, err := p.s.crashes.Ready(e, p.s.cfg.Settle)
+	st, err := p.s.crashes.Stat(e)
+	waited := false
+	if err == nil && st.Written && !p.complete(e, st) {
+		// A pair already waited for in vain is not waited for again: a
+		// pair written for long would delay every pass.
+		if in := p.s.incomplete.Get(e.ID); in == nil || !in.waited {
+			if err := p.settle(e, st); err != nil {
+				return err
+			}
+			waited = true
+			st, err = p.s.crashes.Stat(e)
+		}
+		if err == nil && st.Written && !p.complete(e, st) {
+			st.Written = false // still being written: not this pass
+		}
+	}
 	if crashstore.AsTreeFault(err) != nil {
 		return err // the tree, not the pair: stop the walk
 	}
@@ -106,16 +135,58 @@ func (p *pass) visit(e crashstore.Entry) error {
 		p.noteIncomplete(e, err)
 		return nil
 	}
-	if !ok {
+	if !st.Written {
 		p.noteIncomplete(e, nil)
+		if waited {
+			p.s.incomplete.Get(e.ID).waited = true
+		}
 		return nil
 	}
 	p.batch.entries = append(p.batch.entries, e)
-	p.batch.ready = append(p.batch.ready, ready)
-	if len(p.batch.entries) >= p.s.cfg.BatchSize {
+	p.batch.ready = append(p.batch.ready, st.Latest)
+	if len(p.batch.entries) >= p.limit {
+		p.limit = min(2*p.limit, p.s.cfg.BatchSize)
 		return p.send()
 	}
 	return nil
+}
+
+// complete reports whether a pair whose files are both there is done: both
+// seen closed after writing by the watcher, or left alone for Settle.
+func (p *pass) complete(e crashstore.Entry, st crashstore.PairState) bool {
+	if w := p.s.watch; w != nil && w.closed(e.ID, st.Latest) {
+		return true
+	}
+	ok, _ := p.s.crashes.Settled(st, p.s.cfg.Settle)
+	return ok
+}
+
+// settle waits until the settling pair e may be complete: the rest of its
+// settle time, or less when the watcher sees its files closed. The pairs
+// collected so far go to the queuer first, so that they do not wait too.
+func (p *pass) settle(e crashstore.Entry, st crashstore.PairState) error {
+	if err := p.send(); err != nil {
+		return err
+	}
+	_, left := p.s.crashes.Settled(st, p.s.cfg.Settle)
+	t := time.NewTimer(left)
+	defer t.Stop()
+	for {
+		var closed <-chan struct{}
+		if w := p.s.watch; w != nil {
+			closed = w.completed()
+			if w.closed(e.ID, st.Latest) {
+				return nil
+			}
+		}
+		select {
+		case <-t.C:
+			return nil
+		case <-closed:
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+	}
 }
 
 // send hands the walk's batch to the queuer.
@@ -180,6 +251,9 @@ func (p *pass) queue(ctx context.Context, b batch) error {
 	if err != nil {
 		return err
 	}
+	if w := p.s.watch; w != nil {
+		w.forget(ids)
+	}
 	if p.s.noLive.End() {
 		p.s.logger.InfoContext(ctx, "a processor is live again: queuing resumed")
 		p.s.cfg.Figures.Event(figures.EventNoLive, "a processor is live again: queuing resumed")
@@ -217,15 +291,19 @@ func (p *pass) queue(ctx context.Context, b batch) error {
 const unlinkWorkers = 4
 
 // unlink removes the inbox links of a committed batch: every id of it now
-// has a row (new or existing). Each entry's links go in RemoveLinks's order
-// in one goroutine; the order across entries does not matter.
+// has a row (new or existing). Each worker takes a contiguous part of the
+// batch, whose links (in walk order) share few webhead directories, and
+// removes them through a descriptor of each directory; each entry's links go
+// in RemoveLinks's order; the order across entries does not matter.
 func (p *pass) unlink(ctx context.Context, batch []crashstore.Entry) {
 	var wg sync.WaitGroup
-	for w := range unlinkWorkers {
+	per := (len(batch) + unlinkWorkers - 1) / unlinkWorkers
+	for part := range slices.Chunk(batch, max(per, 1)) {
 		wg.Go(func() {
-			for i := w; i < len(batch); i += unlinkWorkers {
-				e := batch[i]
-				err := p.s.crashes.RemoveLinks(e)
+			rm := p.s.crashes.NewLinkRemover()
+			defer rm.Close()
+			for _, e := range part {
+				err := rm.Remove(e)
 				if !p.faults.unlinkDone(err) && err != nil {
 					// The job exists; the next pass will find the link, see
 					// the row (ON CONFLICT) and try the removal again. (A

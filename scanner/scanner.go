@@ -7,12 +7,16 @@
 // its commit are the batch's inbox links removed. A crash or kill at any
 // instant therefore leaves every pair either queued or still in the inbox
 // (where the next pass finds it, and ON CONFLICT makes a second insert a
-// no-op), never neither and never twice.
+// no-op), never neither and never twice. A pair met while it settles (its
+// files written moments ago) is waited for, at most Settle, so that it keeps
+// its place in submission order; the first batch of a pass is small, so the
+// first commit comes at once, and the emptied date directories the walk saw
+// are pruned after the queuing.
 //
 // Passes run every standardLoopDelay (and at least every
 // processorCheckInTime, so the dead-processor sweep keeps its pace), and at
-// once when fsnotify reports something new in the inbox. The periodic walk is
-// the source of truth; the watch only cuts latency.
+// once when inotify shows a new pair complete in the current slots (watch.go).
+// The periodic walk is the source of truth; the watch only cuts latency.
 //
 // Storage faults (fault.go): an inbox directory that cannot be read is
 // skipped, logged once and retried within seconds; a standard tree whose
@@ -126,6 +130,7 @@ type Scanner struct {
 type incomplete struct {
 	since  time.Time // first seen incomplete
 	warned bool      // reported as stuck
+	waited bool      // a pass waited out its settle time in vain: not waited for again
 }
 
 // New returns a Scanner queuing the pairs of crashes into jobs.
@@ -159,13 +164,16 @@ func (s *Scanner) FirstPassDone() <-chan struct{} { return s.firstPass }
 // Run runs passes until ctx is done: at once, then every delay, and as soon
 // as the inbox watch sees something new. It returns nil when ctx is done.
 func (s *Scanner) Run(ctx context.Context) error {
-	w, err := newWatcher(ctx, s.crashes, s.logger, s.wake)
+	w, err := newWatcher(s.crashes, s.logger, s.wake, s.cfg.WriteWindow)
 	if err != nil {
 		s.logger.WarnContext(ctx, "inbox watch unavailable; new crashes wait for the next periodic scan", "error", err)
 	} else {
+		// The watches are set up beside the first pass, not before it.
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); w.run(wctx) }()
 		s.watch = w
-		defer func() { s.watch = nil; w.close() }()
-		go w.run(ctx)
+		defer func() { cancel(); <-done; s.watch = nil }()
 	}
 	r := loop.Runner{Name: figures.LoopScanner, Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed,
 		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures, Outage: s.cfg.Outage}
@@ -200,11 +208,6 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	// fails leaves none, so the runner's backoff is not cut short.
 	s.next = 0
 
-	if s.watch != nil {
-		if err := s.watch.sync(ctx); err != nil {
-			s.logger.DebugContext(ctx, "cannot list the inbox directories to watch", "error", err)
-		}
-	}
 	s.lastReap = time.Now()
 	reaped, err := s.jobs.ReapDeadProcessors(ctx, checkIn)
 	if err != nil {
@@ -241,7 +244,9 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	s.settleFaults(ctx, &p.faults, held)
 	s.settleUnreadable(ctx, p.faults.unreadable, complete)
 
-	pruned, err := s.crashes.PruneDateDirs(ctx)
+	// Pruning comes after the queuing, and from what the walk saw: the
+	// tree is not listed a second time.
+	pruned, err := s.crashes.PruneDirs(ctx, p.past)
 	res.Pruned = pruned
 	if err != nil && !s.treeFault(ctx, err) {
 		return res, fmt.Errorf("prune date directories: %w", err)

@@ -250,14 +250,23 @@ func TestRunOnce(t *testing.T) {
 		if b.scanner.delay() != DefaultRecheck {
 			t.Errorf("delay while a pair is written = %v, want %v", b.scanner.delay(), DefaultRecheck)
 		}
-		// The dump, then the json, written just now: not settled yet.
+		// The dump, then the json, still being written when the pass has
+		// waited out the settle time (modified "in the future", as by a
+		// writer whose clock is ahead): not complete yet.
 		for _, p := range []string{e.DumpPath, e.JSONPath} {
 			if err := os.WriteFile(p, []byte("x"), 0o660); err != nil {
 				t.Fatal(err)
 			}
 		}
+		ahead := time.Now().Add(time.Hour)
+		if err := os.Chtimes(e.JSONPath, ahead, ahead); err != nil {
+			t.Fatal(err)
+		}
 		if res, _ := b.scanner.RunOnce(t.Context()); res.Queued != 0 {
-			t.Fatalf("fresh files: queued %d, want 0 until they settle", res.Queued)
+			t.Fatalf("files still being written: queued %d, want 0 until they settle", res.Queued)
+		}
+		if in := b.scanner.incomplete.Get(id); in == nil || !in.waited {
+			t.Errorf("the pair waited for in vain is not marked so (%+v): every pass would wait for it again", in)
 		}
 		settleFiles(t, e)
 		if res, err := b.scanner.RunOnce(t.Context()); err != nil || res.Queued != 1 {

@@ -1,0 +1,186 @@
+package scanner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/crashmonitor/monitor/crashstore"
+	"github.com/crashmonitor/monitor/internal/testkit"
+)
+
+// TestSettlingPairKeepsItsPlace: a pair written just before a pass (inside
+// its settle time) is queued before the pairs submitted after it (the jobs'
+// ids are the submission order, CONTRACT section 5), while a pair really
+// incomplete (its json missing) holds up nobody.
+func TestSettlingPairKeepsItsPlace(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.processors(t, 0)
+	at := func(minutesAgo int) time.Time { return b.now.Add(-time.Duration(minutesAgo) * time.Minute) }
+	id := func(i int) string { return fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i) }
+
+	// The oldest slot: a pair whose json never comes.
+	stuck, err := b.crashes.CreateLinks(id(0), "web1", at(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stuck.DumpPath, []byte("dump"), 0o660); err != nil {
+		t.Fatal(err)
+	}
+	// Then the settling pair, then two later submissions, settled.
+	fresh := testkit.WritePairs(t, b.crashes, &testkit.PairOpts{Fresh: true}, testkit.Pair{ID: id(1), At: at(4)})
+	later := testkit.WritePairs(t, b.crashes, nil,
+		testkit.Pair{ID: id(2), At: at(3)}, testkit.Pair{ID: id(3), Webhead: "web2", At: at(3)})
+
+	began := time.Now()
+	res, err := b.scanner.RunOnce(t.Context())
+	if err != nil || res.Queued != 3 || res.Incomplete != 1 {
+		t.Fatalf("RunOnce() = %+v, %v; want 3 queued, 1 incomplete", res, err)
+	}
+	var got []string
+	for _, j := range b.jobs(t) { // by id: the order of the commits
+		got = append(got, j.UUID)
+	}
+	if want := []string{fresh[0].ID, later[0].ID, later[1].ID}; !slices.Equal(got, want) {
+		t.Errorf("jobs in order %v, want %v (submission order)", got, want)
+	}
+	// The wait is bounded by the settle time (generously, for a busy machine).
+	if took := time.Since(began); took > 10*DefaultSettle+5*time.Second {
+		t.Errorf("the pass took %v", took)
+	}
+	if !linkExists(stuck.DateLink) {
+		t.Error("the incomplete pair left the inbox")
+	}
+}
+
+// startRun runs the scanner's loop until the test ends.
+func startRun(t *testing.T, b *testBundle) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.scanner.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	testkit.Eventually(t, "the first pass", func() bool {
+		select {
+		case <-b.scanner.FirstPassDone():
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// TestWatchOnlyCurrentSlots: a tree of many old slots costs no watch; only
+// the root and the directories of the current slots (and their webhead
+// directories) are watched, and a pair arriving in a new slot is queued.
+func TestWatchOnlyCurrentSlots(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	procs := b.processors(t, 0)
+	// Old days, queued long ago: their date directories stay (a daily
+	// directory keeps its date directory), and so do these slots, where a
+	// crash is waiting for nothing (its pair is already queued).
+	old := make([]testkit.Pair, 50)
+	for i := range old {
+		old[i] = testkit.Pair{ID: fmt.Sprintf("%08x-0000-4000-8000-000002090928", i), Webhead: fmt.Sprintf("web%d", i%3),
+			At: b.now.Add(-time.Duration(i+2) * 7 * time.Hour)}
+	}
+	es := testkit.WritePairs(t, b.crashes, nil, old...)
+	for _, e := range es {
+		testkit.Jobs(t, b.pool, testkit.Succeeded, procs[0], e.ID)
+	}
+	startRun(t, b)
+	w := b.scanner.watch
+	if w == nil {
+		t.Fatal("no watcher")
+	}
+	testkit.Eventually(t, "the root watched", func() bool {
+		dirs, _ := w.watched()
+		return slices.Contains(dirs, b.crashes.Root())
+	})
+	now := time.Now()
+	allowed := map[string]bool{}
+	for _, at := range []time.Time{now.Add(-2 * time.Minute), now.Add(-time.Minute), now, now.Add(time.Minute)} {
+		for _, d := range b.crashes.SlotDirs(at) {
+			allowed[d] = true
+		}
+	}
+	dirs, names := w.watched()
+	for _, d := range dirs {
+		if !allowed[d] && !allowed[filepath.Dir(d)] {
+			t.Errorf("watching %s, not a directory of the current slots", d)
+		}
+	}
+	if names != 0 {
+		t.Errorf("%d name directories watched, want none", names)
+	}
+
+	e := testkit.WritePairs(t, b.crashes, &testkit.PairOpts{Fresh: true}, testkit.Pair{ID: "aaaaaaaa-49d9-46ae-a42b-fadb42090928"})[0]
+	testkit.Eventually(t, "the new pair queued", func() bool { return !linkExists(e.DateLink) })
+	dirs, _ = w.watched()
+	if !slices.Contains(dirs, filepath.Dir(e.DateLink)) {
+		t.Errorf("the new webhead directory %s is not watched (watching %q)", filepath.Dir(e.DateLink), dirs)
+	}
+}
+
+// TestCloseWriteCompletesAtOnce: with a settle time of a minute, a pair
+// whose files the watcher saw closed after writing is queued at once.
+func TestCloseWriteCompletesAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.scanner.cfg.Settle = time.Minute
+	b.processors(t, 0)
+	if err := os.MkdirAll(b.crashes.Root(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, b)
+	// The watches are in place once the current slot's webhead directory
+	// is: make it, as a first collector would, with a pair.
+	first := testkit.WritePairs(t, b.crashes, nil, testkit.Pair{ID: "00000000-49d9-46ae-a42b-fadb42090928"})[0]
+	testkit.Eventually(t, "the leaf watched", func() bool {
+		dirs, _ := b.scanner.watch.watched()
+		return slices.Contains(dirs, filepath.Dir(first.DateLink)) && !linkExists(first.DateLink)
+	})
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i)
+		// As a collector: the links, then the files. (Files closed before
+		// the watcher met the link fall back on the settle time: the test
+		// writes them once it has.)
+		e, err := b.crashes.CreateLinks(id, "web1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, "the pair watched", func() bool { return b.scanner.watch.watching(id) })
+		began := time.Now()
+		for _, p := range []string{e.DumpPath, e.JSONPath} {
+			if err := os.WriteFile(p, []byte("x"), 0o660); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Well before the settle time, however busy the machine.
+		testkit.EventuallyWithin(t, 30*time.Second, "the pair queued", func() bool { return !linkExists(e.DateLink) })
+		t.Logf("pair %d queued %v after it was written", i, time.Since(began).Round(time.Millisecond))
+	}
+	// As fast a collector as can be: the files may be closed before the
+	// watcher meets the link; it then sees that no one writes them.
+	for i := 4; i <= 6; i++ {
+		id := fmt.Sprintf("%08x-49d9-46ae-a42b-fadb42090928", i)
+		began := time.Now()
+		e, err := b.crashes.NewEntry(id, "web1", time.Time{}, []byte("dump"), []byte("json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testkit.EventuallyWithin(t, 30*time.Second, "the pair queued", func() bool { return !linkExists(e.DateLink) })
+		t.Logf("pair %d queued %v after it was written", i, time.Since(began).Round(time.Millisecond))
+	}
+}
