@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"path/filepath"
@@ -27,38 +28,37 @@ const (
 	failOneIn = 20
 )
 
-func fixed(d time.Duration) func() time.Duration { return func() time.Duration { return d } }
-
-// cleanupScenario times one pass of the cleanup loop (cleanup.RunOnce, in
-// this process) over n finished jobs whose pairs are archived into trees on
-// the same file system: the pairs are written as collectors write them,
-// queued by a scanner pass and processed (claimed, finished) through the
-// processor protocol first.
-func (h *harness) cleanupScenario(ctx context.Context, n int) error {
-	dir, err := h.dir("cleanup")
-	if err != nil {
-		return err
-	}
-	defer h.removeTree(dir)
+// finishedBacklog writes n pairs into dir/toBeProcessed as collectors write
+// them, queues them by a scanner pass and processes them (claimed, finished,
+// one in failOneIn failing) through the processor protocol, in a fresh
+// schema with live processors: a backlog of finished jobs for the cleanup.
+func (h *harness) finishedBacklog(ctx context.Context, what, dir string, n int) (*crashstore.Store, *scenarioDB, error) {
 	g, err := h.backlogGenerator(n, 5)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	standard, err := h.generate(ctx, "cleanup", filepath.Join(dir, "toBeProcessed"), g)
+	standard, err := h.generate(ctx, what, filepath.Join(dir, "toBeProcessed"), g)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	db, err := h.newDB(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer db.close()
+	if err := h.finishAll(ctx, what, standard, db, n); err != nil {
+		return nil, nil, errors.Join(err, db.close())
+	}
+	return standard, db, nil
+}
+
+// finishAll queues the n pairs of standard by a scanner pass and has live
+// processors finish them.
+func (h *harness) finishAll(ctx context.Context, what string, standard *crashstore.Store, db *scenarioDB, n int) error {
 	sessions, _, err := db.register(ctx, "bench-processor-", liveProcessors)
 	if err != nil {
 		return err
 	}
-
-	h.step("cleanup: queuing and processing %s crashes", formatInt(int64(n)))
+	h.step("%s: queuing and processing %s crashes", what, formatInt(int64(n)))
 	queueing := time.Now()
 	sc := scanner.New(scanner.Config{
 		DelayFunc:   fixed(5 * time.Minute),
@@ -77,7 +77,7 @@ func (h *harness) cleanupScenario(ctx context.Context, n int) error {
 	if err := db.bench.Analyze(ctx); err != nil {
 		return err
 	}
-	h.step("cleanup: queued in %s", formatDuration(time.Since(queueing)))
+	h.step("%s: queued in %s", what, formatDuration(time.Since(queueing)))
 	processing := time.Now()
 	finished := 0
 	for _, p := range sessions {
@@ -90,11 +90,26 @@ func (h *harness) cleanupScenario(ctx context.Context, n int) error {
 	if finished != n {
 		return fmt.Errorf("the processors finished %d of %d jobs", finished, n)
 	}
+	h.step("%s: processed in %s", what, formatDuration(time.Since(processing)))
+	return db.bench.Analyze(ctx)
+}
 
-	h.step("cleanup: processed in %s", formatDuration(time.Since(processing)))
-	if err := db.bench.Analyze(ctx); err != nil {
+func fixed(d time.Duration) func() time.Duration { return func() time.Duration { return d } }
+
+// cleanupScenario times one pass of the cleanup loop (cleanup.RunOnce, in
+// this process) over n finished jobs whose pairs are archived into trees on
+// the same file system (see finishedBacklog).
+func (h *harness) cleanupScenario(ctx context.Context, n int) error {
+	dir, err := h.dir("cleanup")
+	if err != nil {
 		return err
 	}
+	defer h.removeTree(dir)
+	standard, db, err := h.finishedBacklog(ctx, "cleanup", dir, n)
+	if err != nil {
+		return err
+	}
+	defer db.close()
 	archive := func(name string) *crashstore.Store {
 		return newTree(filepath.Join(dir, name))
 	}

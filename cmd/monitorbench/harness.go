@@ -164,6 +164,7 @@ func (h *harness) runScenarios(ctx context.Context) error {
 		{"arrival", func(ctx context.Context) error { return h.arrivalScenario(ctx, s.arrivals) }},
 		{"priority", func(ctx context.Context) error { return h.priorityScenario(ctx, s.priority) }},
 		{"cleanup", func(ctx context.Context) error { return h.cleanupScenario(ctx, s.cleanup) }},
+		{"cleanuprun", func(ctx context.Context) error { return h.cleanupRunScenario(ctx, s.cleanRun) }},
 		{"deadmove", func(ctx context.Context) error { return h.deadMoveScenario(ctx, s.deadmove) }},
 		{"page", func(ctx context.Context) error { return h.pageScenario(ctx, s.page, 10_000) }},
 	}

@@ -11,6 +11,7 @@
 //	arrival   how long a new pair takes to become a job while the monitor idles
 //	priority  how long a priority request takes to be resolved
 //	cleanup   finished jobs archived and their rows removed, in pairs/s
+//	cleanuprun the same through `monitor run`, from the exec to the last row gone
 //	deadmove  the jobs of a dead processor moved to live ones
 //
 // It prints one table, a line per figure with its target and pass or miss,
@@ -44,7 +45,7 @@ const (
 )
 
 // scenarios are the names -only takes, in the order they run.
-var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "deadmove", "page"}
+var scenarios = []string{"drain", "walk", "copy", "classic", "scraped", "arrival", "priority", "cleanup", "cleanuprun", "deadmove", "page"}
 
 // sizes are a run's scenario sizes.
 type sizes struct {
@@ -52,14 +53,15 @@ type sizes struct {
 	classic  int // pairs of the classic loop's sample
 	arrivals int // new pairs written one at a time
 	priority int // priority requests
-	cleanup  int // finished jobs cleaned up
+	cleanup  int // finished jobs cleaned up (in-process)
+	cleanRun int // finished jobs cleaned up by monitor run
 	deadmove int // jobs of the dead processor
 	page     int // requests of the status page
 }
 
 var (
-	fullSizes  = sizes{drain: 200_000, classic: 20_000, arrivals: 200, priority: 1_000, cleanup: 100_000, deadmove: 100_000, page: 200}
-	smokeSizes = sizes{drain: 5_000, classic: 1_000, arrivals: 50, priority: 100, cleanup: 2_000, deadmove: 5_000, page: 20}
+	fullSizes  = sizes{drain: 200_000, classic: 20_000, arrivals: 200, priority: 1_000, cleanup: 100_000, cleanRun: 20_000, deadmove: 100_000, page: 200}
+	smokeSizes = sizes{drain: 5_000, classic: 1_000, arrivals: 50, priority: 100, cleanup: 2_000, cleanRun: 2_000, deadmove: 5_000, page: 20}
 	largeDrain = 1_000_000
 )
 
@@ -151,6 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f.SetOutput(stderr)
 	var (
 		n     = f.Int("n", 0, "pairs in the backlog drain (default 200,000; 5,000 with -smoke; 1,000,000 with -large)")
+		cn    = f.Int("cleanup-n", 0, "finished jobs of the cleanup and cleanuprun scenarios (default 100,000 and 20,000; 2,000 with -smoke)")
 		large = f.Bool("large", false, "drain 1,000,000 pairs")
 		smoke = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
 		only  = f.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarios, ","))
@@ -199,6 +202,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if *n > 0 {
 		opts.sizes.drain = *n
+	}
+	if *cn < 0 {
+		return opts, fmt.Errorf("-cleanup-n %d: negative", *cn)
+	}
+	if *cn > 0 {
+		opts.sizes.cleanup, opts.sizes.cleanRun = *cn, *cn
 	}
 	opts.sizes.classic = min(opts.sizes.classic, opts.sizes.drain)
 	if opts.dumpSize < 0 {

@@ -314,13 +314,14 @@ const (
 	figArrival      = "arrival"
 	figPriority     = "priority"
 	figCleanup      = "cleanup"
+	figCleanupRun   = "cleanuprun"
 	figDeadMove     = "deadmove"
 	figPage         = "page"
 )
 
 var tableOrder = []string{
 	figDrain, figDrainClassic, figDrainCopy, figClassic, figCopy, figWalk, figMemory, figScraped, figScrapedRatio,
-	figArrival, figPriority, figCleanup, figDeadMove, figPage,
+	figArrival, figPriority, figCleanup, figCleanupRun, figDeadMove, figPage,
 }
 
 // Targets of the drain, as ratios.
