@@ -7,8 +7,11 @@
 // in the standard tree, then in the deferred tree, and is archived into the
 // successful or failed archive tree (crashstore's ArchivePair: a rename on
 // the same file system, a durable copy across file systems), or deleted when
-// that archive setting is empty. Only then are the batch's rows deleted, in
-// one statement. The disk work of a batch runs on a few goroutines.
+// that archive setting is empty. Only then, once each file system the trees
+// are on has been synced (syncfs, once per file system and batch), are the
+// batch's rows deleted, in one statement, while the next batch's disk work
+// goes on. The disk work of a batch runs on a few goroutines; batches grow
+// while a backlog lasts (durable.go).
 //
 // Crash safety: the disk work comes first and every step of it is
 // idempotent, so a kill at any instant leaves either a row whose pair is
