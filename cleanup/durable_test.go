@@ -63,8 +63,8 @@ func TestCleanupBatchesGrow(t *testing.T) {
 	if res.Archived != 40 || res.Rows != 40 {
 		t.Fatalf("pass = %+v, want 40 archived and removed", res)
 	}
-	// 2+4+8+8+8 = 30, then 10 of 8+... : 8 (full) and a last read of 8
-	// that finds 2.
+	// 2, 4, then 8 at a time: 38 in full batches, and a last read of 8
+	// that finds the 2 left.
 	want := []int{2, 4, 8, 8, 8, 8, 8}
 	if !slices.Equal(rec.limits, want) {
 		t.Errorf("batch limits = %v, want %v", rec.limits, want)
