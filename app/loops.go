@@ -74,8 +74,8 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 // storage roots and the archive settings (saveSuccessfulMinidumpsTo,
 // saveFailedMinidumpsTo, dumpPermissions, dirPermissions, dumpGID) need a
 // restart, so they are read once here; cleanupJobsLoopDelay is read before
-// every wait.
-// Its first pass waits for ready (the scanner's first pass).
+// every wait. It starts at once; ready (the scanner's first pass) only holds
+// the rows of the crashes whose leftover inbox links it removes meanwhile.
 func (a *App) newCleaner(store *queue.Store, ready <-chan struct{}, faults *treefault.Board, logger *slog.Logger) *cleanup.Cleaner {
 	cfg := a.cfg.Load()
 	trees := cleanup.Trees{Standard: a.crashStore(cfg.StorageRoot, logger)}

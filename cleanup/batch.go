@@ -165,23 +165,6 @@ func (c *Cleaner) finish(ctx context.Context, b batchOutcome) finished {
 	return finished{rows: n}
 }
 
-// syncTrees makes the batch's renames and removals durable before its rows
-// are deleted: a same-filesystem archive is a rename, which the file system
-// may still lose in a power failure after the commit, bringing back a pair
-// whose row is gone. One syncfs per tree and batch (trees on one file
-// system cost little more than one).
-func (c *Cleaner) syncTrees() error {
-	for _, t := range []*crashstore.Store{c.trees.Standard, c.trees.Deferred, c.trees.Successful, c.trees.Failed} {
-		if t == nil {
-			continue
-		}
-		if err := t.Sync(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // clean archives or deletes the pair of one finished job. It runs on a
 // worker goroutine.
 func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
@@ -206,13 +189,19 @@ func (c *Cleaner) clean(ctx context.Context, job queue.FinishedJob) jobResult {
 	case err != nil:
 		return c.failed(ctx, err)
 	}
-	if found && src == c.trees.Standard && src.Present(e).Inbox {
+	if c.unsettled.held(job.UUID) {
+		// Its links went in an earlier pass of this run, which the
+		// scanner's first pass may have read: its row waits for that pass.
+		return jobResult{outcome: outcomeDeferred}
+	}
+	if found && src == c.trees.Standard && src.InInbox(e) {
 		// Queued, but its inbox links outlived the commit (the monitor was
 		// killed in between, and the scanner has not come round yet). Only
 		// the standard tree's inbox is walked by the scanner.
 		// Deleting the row now could let a scanner pass that read the link
 		// before this insert the crash again, its files gone. So take it
 		// out of the inbox and leave the row to the next pass.
+		c.unsettled.add(job.UUID)
 		if err := src.RemoveLinks(e); err != nil {
 			return c.failed(ctx, fmt.Errorf("remove the inbox links of %s: %w", job.UUID, err))
 		}

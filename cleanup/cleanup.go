@@ -7,8 +7,11 @@
 // in the standard tree, then in the deferred tree, and is archived into the
 // successful or failed archive tree (crashstore's ArchivePair: a rename on
 // the same file system, a durable copy across file systems), or deleted when
-// that archive setting is empty. Only then are the batch's rows deleted, in
-// one statement. The disk work of a batch runs on a few goroutines.
+// that archive setting is empty. Only then, once each file system the trees
+// are on has been synced (syncfs, once per file system and batch), are the
+// batch's rows deleted, in one statement, while the next batch's disk work
+// goes on. The disk work of a batch runs on a few goroutines; batches grow
+// while a backlog lasts (durable.go).
 //
 // Crash safety: the disk work comes first and every step of it is
 // idempotent, so a kill at any instant leaves either a row whose pair is
@@ -45,9 +48,14 @@ import (
 
 // Defaults for the Config fields left zero.
 const (
-	// DefaultBatchSize is how many finished jobs one batch takes: one
-	// query to read them, one statement to delete their rows.
-	DefaultBatchSize = 1000
+	// DefaultBatchSize is how many finished jobs the first batch of a pass
+	// takes (one query to read them, one statement to delete their rows):
+	// small, so that the first rows go soon.
+	DefaultBatchSize = 250
+	// DefaultMaxBatchSize caps the batches: each full batch doubles the
+	// next while a backlog lasts, so that a batch's fixed costs (a syncfs
+	// per file system, the round trips) are spread over more pairs.
+	DefaultMaxBatchSize = 8000
 	// DefaultWorkers is how many goroutines do a batch's disk work. The
 	// work is system calls (renames, unlinks), mostly waiting on the file
 	// system, so a few more than the cores help.
@@ -71,10 +79,12 @@ type Config struct {
 	// Faults is the board of the trees' faults the loops share; nil makes
 	// one of the Cleaner's own.
 	Faults *treefault.Board
-	// Ready, when not nil, is a channel closed when Run may start its first
-	// pass: the monitor closes it after the scanner's first pass, so that
-	// the inbox links a killed run left behind are settled (their rows
-	// found) before any row is deleted here.
+	// Ready, when not nil, is a channel closed once the scanner's first
+	// pass is done. The loop does not wait for it: until it is closed only
+	// the rows of the jobs whose inbox links this loop took away (links a
+	// killed run left behind, which that pass may have read) are kept, so
+	// that the pass cannot queue such a crash again after its row is gone.
+	// Nil means there is no such pass to wait for.
 	Ready <-chan struct{}
 
 	// Figures, when not nil, receives what the loop does.
@@ -83,10 +93,13 @@ type Config struct {
 	// outage once for every loop, and the loop retries within seconds.
 	Outage loop.Outage
 
-	BatchSize  int
-	Workers    int
-	RetryFirst time.Duration
-	RetryMax   time.Duration
+	// BatchSize is the first batch's size, MaxBatchSize the cap the
+	// batches double up to while they come full.
+	BatchSize    int
+	MaxBatchSize int
+	Workers      int
+	RetryFirst   time.Duration
+	RetryMax     time.Duration
 }
 
 // Trees are the storage trees a Cleaner works on. The archive trees must
@@ -135,11 +148,18 @@ type Cleaner struct {
 	jobs   jobStore
 	logger *slog.Logger
 	faults *treefault.Board
+	// sync makes a tree's file system durable: crashstore's Sync, which
+	// tests replace to count the calls.
+	sync func(*crashstore.Store) error
+	// unsettled holds the jobs whose inbox links this loop removed while
+	// cfg.Ready was still open; their rows wait for it.
+	unsettled unsettled
 }
 
 // New returns a Cleaner cleaning up the finished jobs of jobs in trees.
 func New(cfg Config, trees Trees, jobs jobStore, logger *slog.Logger) *Cleaner {
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.MaxBatchSize = max(cmp.Or(cfg.MaxBatchSize, DefaultMaxBatchSize), cfg.BatchSize)
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
 	cfg.RetryFirst = cmp.Or(cfg.RetryFirst, DefaultRetryFirst)
 	cfg.RetryMax = max(cmp.Or(cfg.RetryMax, DefaultRetryMax), cfg.RetryFirst)
@@ -147,22 +167,16 @@ func New(cfg Config, trees Trees, jobs jobStore, logger *slog.Logger) *Cleaner {
 	if faults == nil {
 		faults = treefault.New(cfg.Figures)
 	}
-	c := &Cleaner{cfg: cfg, trees: trees, jobs: jobs, logger: logger, faults: faults}
+	c := &Cleaner{cfg: cfg, trees: trees, jobs: jobs, logger: logger, faults: faults,
+		sync: (*crashstore.Store).Sync, unsettled: unsettled{ready: cfg.Ready}}
 	c.register()
 	return c
 }
 
-// Run runs passes until ctx is done: once Ready, then every
+// Run runs passes until ctx is done: at once, then every
 // cleanupJobsLoopDelay, and sooner while a tree at fault is due for its next
 // try. It returns nil when ctx is done.
 func (c *Cleaner) Run(ctx context.Context) error {
-	if c.cfg.Ready != nil {
-		select {
-		case <-c.cfg.Ready:
-		case <-ctx.Done():
-			return nil
-		}
-	}
 	r := loop.Runner{Name: figures.LoopCleanup, Logger: c.logger, DelayFunc: c.delay, Changed: c.cfg.Changed,
 		Pass: loop.Pass(c.RunOnce), Observer: c.cfg.Figures}
 	r.Outage = c.cfg.Outage
@@ -177,7 +191,9 @@ func (c *Cleaner) Run(ctx context.Context) error {
 //
 // The database work overlaps the disk work: while the workers archive a
 // batch, the next batch is read (the jobs after the current one's last, in
-// the cleanup order) and the rows of the batch before are deleted.
+// the cleanup order) and the batch before is finished: its file systems
+// synced, then its rows deleted. A batch that came full doubles the next,
+// up to MaxBatchSize.
 func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 	var res Result
 	start := time.Now()
@@ -188,7 +204,8 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 		c.logPass(ctx, res, time.Since(start))
 		return res, nil
 	}
-	jobs, err := c.jobs.FinishedJobsOf(ctx, verdicts, c.cfg.BatchSize, nil)
+	size := c.cfg.BatchSize
+	jobs, err := c.jobs.FinishedJobsOf(ctx, verdicts, size, nil)
 	if err != nil {
 		return res, err
 	}
@@ -215,11 +232,13 @@ func (c *Cleaner) RunOnce(ctx context.Context) (Result, error) {
 		var next []queue.FinishedJob
 		var nextErr error
 		fetched := make(chan struct{})
-		if len(jobs) == c.cfg.BatchSize {
+		if len(jobs) == size {
 			after := jobs[len(jobs)-1]
+			size = min(2*size, c.cfg.MaxBatchSize)
+			limit := size
 			go func() {
 				defer close(fetched)
-				next, nextErr = c.jobs.FinishedJobsOf(ctx, verdicts, c.cfg.BatchSize, &after)
+				next, nextErr = c.jobs.FinishedJobsOf(ctx, verdicts, limit, &after)
 			}()
 		} else {
 			close(fetched)

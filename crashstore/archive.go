@@ -224,9 +224,14 @@ func (s *Store) place(src, dst string) (FileOutcome, error) {
 	}
 	if !s.alwaysCopy {
 		err := rename(src, dst)
-		if errors.Is(err, fs.ErrNotExist) && present(src) {
-			// The target's directory is not there yet.
+		if errors.Is(err, fs.ErrNotExist) {
+			// The target's directory is not there yet (src was there a
+			// moment ago: no lstat to tell, on the common path of a pair
+			// that makes a directory; a vanished src is told below).
 			if err = s.mkdirs(filepath.Dir(dst)); err != nil {
+				if !present(src) {
+					return s.alreadyPlaced(dst)
+				}
 				return FileMissing, err
 			}
 			err = rename(src, dst)
