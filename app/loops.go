@@ -33,6 +33,7 @@ func (a *App) startLoops(ctx context.Context, g *errgroup.Group, store *queue.St
 		Changed:     a.changed.C,
 		Figures:     a.figures,
 		Outage:      a.outage,
+		NoEvents:    !cfg.InboxEvents,
 	}, a.crashStore(cfg.StorageRoot, scanLog), store, scanLog)
 	g.Go(func() error { return sc.Run(ctx) })
 

@@ -50,6 +50,12 @@ type Config struct {
 	JSONFileSuffix string // always with a leading dot
 	DumpFileSuffix string // always with a leading dot
 
+	// InboxEvents: the scanner follows the inbox through inotify (new
+	// pairs queued within milliseconds); false leaves it to the periodic
+	// walk, for a tree whose writers are on other hosts (NFS), whose
+	// events never reach this one.
+	InboxEvents bool
+
 	ProcessorCheckInTime time.Duration
 	StandardLoopDelay    time.Duration
 	PriorityLoopDelay    time.Duration

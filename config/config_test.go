@@ -50,6 +50,7 @@ func defaults(storageRoot string) *Config {
 		ApMonInterval:               30 * time.Second,
 		ApMonMaxMsgRate:             20,
 		AlertInterval:               10 * time.Second,
+		InboxEvents:                 true,
 	}
 }
 

@@ -41,6 +41,8 @@ var keys = []keySpec{
 	key("jsonFileSuffix", ".json", onRestart, asSuffix, func(c *Config) *string { return &c.JSONFileSuffix }),
 	key("dumpFileSuffix", ".dump", onRestart, asSuffix, func(c *Config) *string { return &c.DumpFileSuffix }), // differs from jsonFileSuffix: see decode
 
+	key("inboxEvents", "true", onRestart, asBool, func(c *Config) *bool { return &c.InboxEvents }),
+
 	key("processorCheckInTime", "00:05:00", onReload, asDuration, func(c *Config) *time.Duration { return &c.ProcessorCheckInTime }),
 	key("standardLoopDelay", "00:05:00", onReload, asDuration, func(c *Config) *time.Duration { return &c.StandardLoopDelay }),
 	key("priorityLoopDelay", "00:01:00", onReload, asDuration, func(c *Config) *time.Duration { return &c.PriorityLoopDelay }),

@@ -47,6 +47,8 @@ var (
 	// asGID is a group, by number or name; empty is -1, which leaves the
 	// group unchanged and prints as empty.
 	asGID = kind[int]{parse: parseGID, format: formatGID, trim: true}
+	// asBool is true or false (also yes/no, on/off, 1/0, any case).
+	asBool = kind[bool]{parse: parseBool, format: strconv.FormatBool, trim: true}
 	// asListenAddress is empty (no server) or a host:port to listen on.
 	asListenAddress = optional(kind[string]{parse: parseListenAddress, format: itself, trim: true})
 	// asDatabaseURL is empty, a postgres:// URL or a libpq key=value string.
@@ -297,4 +299,15 @@ func parseLevel(s string) (int, error) {
 		return 0, errors.New("is not a level (use 0..50 or DEBUG, INFO, WARNING, ERROR, CRITICAL)")
 	}
 	return n, nil
+}
+
+// parseBool reads true or false, and the YAML 1.1 words for them.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "on", "1":
+		return true, nil
+	case "false", "no", "off", "0":
+		return false, nil
+	}
+	return false, errors.New("is not true or false")
 }

@@ -184,3 +184,21 @@ func TestCloseWriteCompletesAtOnce(t *testing.T) {
 		t.Logf("pair %d queued %v after it was written", i, time.Since(began).Round(time.Millisecond))
 	}
 }
+
+// TestNoEvents: with inboxEvents off nothing is watched, and a new pair is
+// queued by the periodic walk.
+func TestNoEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.scanner.cfg.NoEvents = true
+	b.scanner.cfg.DelayFunc = func() time.Duration { return 100 * time.Millisecond }
+	b.processors(t, 0)
+	startRun(t, b)
+	if b.scanner.watch != nil {
+		t.Fatal("a watcher with inboxEvents off")
+	}
+	e := b.put(t, 1)[0]
+	testkit.Eventually(t, "the new pair queued by a periodic pass", func() bool {
+		return slices.Contains(b.queued(t), e.ID)
+	})
+}

@@ -79,6 +79,10 @@ type Config struct {
 	// outage once for every loop, and the loop retries within seconds.
 	Outage loop.Outage
 
+	// NoEvents leaves new pairs to the periodic walk: no inotify watch of
+	// the inbox (inboxEvents: false).
+	NoEvents bool
+
 	Settle           time.Duration
 	BatchSize        int
 	Recheck          time.Duration
@@ -164,8 +168,10 @@ func (s *Scanner) FirstPassDone() <-chan struct{} { return s.firstPass }
 // Run runs passes until ctx is done: at once, then every delay, and as soon
 // as the inbox watch sees something new. It returns nil when ctx is done.
 func (s *Scanner) Run(ctx context.Context) error {
-	w, err := newWatcher(s.crashes, s.logger, s.wake, s.cfg.WriteWindow)
-	if err != nil {
+	if s.cfg.NoEvents {
+		s.logger.InfoContext(ctx, "inbox events off (inboxEvents: false): new crashes wait for the periodic scan",
+			"standardLoopDelay", s.delay())
+	} else if w, err := newWatcher(s.crashes, s.logger, s.wake, s.cfg.WriteWindow); err != nil {
 		s.logger.WarnContext(ctx, "inbox watch unavailable; new crashes wait for the next periodic scan", "error", err)
 	} else {
 		// The watches are set up beside the first pass, not before it.

@@ -24,6 +24,7 @@ const (
 	figScraped       = "scraped"
 	figScrapedRatio  = "scraped_vs_drain"
 	figArrival       = "arrival"
+	figArrivalPolled = "arrival_no_events"
 	figPriority      = "priority"
 	figPriority1M    = "priority_loaded"
 	figCleanup       = "cleanup"
@@ -37,7 +38,7 @@ var tableOrder = []string{
 	figDrain, figDrainClassic, figDrainCeiling, figFirstCommit, figMemory, figMemory1M,
 	figCeiling, figWalkUnlink, figCopy, figWalk, figClassic,
 	figDrainTmpfs, figCeilingTmpfs, figWalkTmpfs, figScraped, figScrapedRatio,
-	figArrival, figPriority, figPriority1M, figCleanup, figDeadMove, figPage,
+	figArrival, figArrivalPolled, figPriority, figPriority1M, figCleanup, figDeadMove, figPage,
 }
 
 // The targets (issue 15): each printed beside its figure.
@@ -50,10 +51,13 @@ var (
 	firstCommitMax = atMost(500, "≤ 0.5 s")
 	memoryMax      = atMost(100, "≤ 100 MiB")
 	arrivalMax     = atMost(50, "p99 ≤ 50 ms")
-	priorityMax    = atMost(20, "p99 ≤ 20 ms")
-	cleanupMin     = atLeast(10_000, "≥ 10,000 pairs/s")
-	deadMoveMax    = atMost(2, "≤ 2 s")
-	pageMax        = atMost(50, "p99 ≤ 50 ms")
+	// arrivalPolledMax: with no inbox events, the periodic walk (every
+	// arrivalPolledDelay) finds the pair.
+	arrivalPolledMax = atMost(1000, "p99 ≤ 1 s")
+	priorityMax      = atMost(20, "p99 ≤ 20 ms")
+	cleanupMin       = atLeast(10_000, "≥ 10,000 pairs/s")
+	deadMoveMax      = atMost(2, "≤ 2 s")
+	pageMax          = atMost(50, "p99 ≤ 50 ms")
 )
 
 // assemble orders the measured figures for the table and derives the
