@@ -2,7 +2,9 @@ package scanner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,4 +203,30 @@ func TestNoEvents(t *testing.T) {
 	testkit.Eventually(t, "the new pair queued by a periodic pass", func() bool {
 		return slices.Contains(b.queued(t), e.ID)
 	})
+}
+
+// TestRunPrunesBesideThePasses: under Run, the emptied directories of past
+// slots go once their pairs are queued, removed by the pruner beside the
+// passes.
+func TestRunPrunesBesideThePasses(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.processors(t, 0)
+	pairs := make([]testkit.Pair, 5)
+	for i := range pairs {
+		pairs[i] = testkit.Pair{ID: fmt.Sprintf("%08x-0000-4000-8000-000002090928", i), Webhead: "web1",
+			At: b.now.Add(-time.Duration(i+2) * time.Hour)}
+	}
+	es := testkit.WritePairs(t, b.crashes, nil, pairs...)
+	startRun(t, b)
+	for _, e := range es {
+		slot := filepath.Dir(filepath.Dir(e.DateLink)) // the minute slot
+		testkit.Eventually(t, "the emptied slot "+slot+" pruned", func() bool {
+			_, err := os.Lstat(slot)
+			return errors.Is(err, fs.ErrNotExist)
+		})
+	}
+	if got := b.queued(t); len(got) != len(es) {
+		t.Errorf("queued %v, want the %d pairs", got, len(es))
+	}
 }

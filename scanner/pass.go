@@ -35,13 +35,18 @@ type pass struct {
 	batch   batch
 	limit   int      // the size of the batch being collected: small first, growing to BatchSize
 	writing int      // incomplete pairs still inside their write window
-	past    []string // date directories the walk saw wholly in the past: pruned after the pass
+	past    []string // date directories the walk saw wholly in the past, not yet sent to be pruned
 	toQueue chan<- batch
 	ctx     context.Context // the pipeline's: done when a stage fails
 
 	// What faults explain: unreadable inbox paths (the walk's), unlinks
 	// that failed for the whole tree (the unlinkers').
 	faults walkFaults
+
+	// Owned by the unlinker until the pipeline has stopped: the emptied
+	// directories it removed, and the first error pruning met.
+	pruned   int
+	pruneErr error
 
 	// Owned by the queuer until the pipeline has stopped.
 	res      *Result
@@ -50,28 +55,39 @@ type pass struct {
 }
 
 // batch is pairs to queue in one transaction, with when each became
-// complete (for the arrival latency).
+// complete (for the arrival latency), and the past date directories the
+// walk finished before the batch was sent: every pair in them is in this
+// batch or an earlier one, so once the batch's links are gone they are
+// pruned, and the walk keeps no list of the whole tree.
 type batch struct {
 	entries []crashstore.Entry
 	ready   []time.Time
+	prune   []string
 }
+
+// pruneChunk is how many finished directories make the walk send them to
+// be pruned on their own, when it has no pairs to send with them (a stretch
+// of the tree with nothing new).
+const pruneChunk = 4096
 
 // run walks the inbox and queues what it finds, returning when every stage
 // has stopped: the first stage error (errWaiting included) cancels the rest.
 func (p *pass) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	toQueue := make(chan batch, 1)
-	toUnlink := make(chan []crashstore.Entry, 1)
+	toUnlink := make(chan batch, 1)
 	p.progress = loop.NewProgress(p.s.logger, "queuing a backlog")
 	p.toQueue, p.ctx = toQueue, gctx
 	g.Go(func() error {
 		defer close(toUnlink)
 		for batch := range toQueue {
-			if err := p.queue(gctx, batch); err != nil {
-				return err
+			if len(batch.entries) > 0 {
+				if err := p.queue(gctx, batch); err != nil {
+					return err
+				}
 			}
 			select {
-			case toUnlink <- batch.entries:
+			case toUnlink <- batch:
 			case <-gctx.Done():
 				// Committed but not unlinked: the next walk meets these
 				// links again and removes them (ON CONFLICT).
@@ -82,12 +98,13 @@ func (p *pass) run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		for batch := range toUnlink {
-			p.unlink(ctx, batch)
+			p.unlink(ctx, batch.entries)
+			p.prune(ctx, batch.prune)
 		}
 		return nil
 	})
 	p.limit = min(firstBatch, p.s.cfg.BatchSize)
-	err := p.s.crashes.WalkPass(gctx, p.visit, p.faults.noteUnreadable, func(dir string) { p.past = append(p.past, dir) })
+	err := p.s.crashes.WalkPass(gctx, p.visit, p.faults.noteUnreadable, p.finished)
 	if err == nil {
 		err = p.send()
 	}
@@ -191,9 +208,10 @@ func (p *pass) settle(e crashstore.Entry, st crashstore.PairState) error {
 
 // send hands the walk's batch to the queuer.
 func (p *pass) send() error {
-	if len(p.batch.entries) == 0 {
+	if len(p.batch.entries) == 0 && len(p.past) == 0 {
 		return nil
 	}
+	p.batch.prune, p.past = p.past, nil
 	select {
 	case p.toQueue <- p.batch:
 		p.batch = batch{}
@@ -201,6 +219,43 @@ func (p *pass) send() error {
 	case <-p.ctx.Done():
 		return p.ctx.Err()
 	}
+}
+
+// finished notes a past date directory the walk has finished, to be pruned
+// once the links of the pairs in it are gone; a long stretch of them
+// without pairs goes to be pruned on its own.
+func (p *pass) finished(dir string) {
+	if p.s.unreadable.Get(dir) != nil {
+		// Unreadable until now: it stays for this pass, so that the pass
+		// can say it reads again (rather than that it is gone).
+		return
+	}
+	p.past = append(p.past, dir)
+	if len(p.past) >= pruneChunk && len(p.batch.entries) == 0 {
+		_ = p.send() // a failure is the pipeline's, which the walk meets next
+	}
+}
+
+// prune has the emptied directories of dirs removed (a directory still
+// holding a pair, incomplete or not queued, stays); it is the unlinker's,
+// after the links of the batch that carried dirs. Under Run they go to the
+// scanner's pruner, so that removing them holds up no queuing; when it is
+// behind they are dropped, and a later pass, meeting them again, prunes
+// them. Without Run (a lone RunOnce) they are removed here.
+func (p *pass) prune(ctx context.Context, dirs []string) {
+	if len(dirs) == 0 || p.pruneErr != nil {
+		return
+	}
+	if q := p.s.prunes; q != nil {
+		select {
+		case q <- dirs:
+		default:
+		}
+		return
+	}
+	n, err := p.s.crashes.PruneDirs(ctx, dirs)
+	p.pruned += n
+	p.pruneErr = err
 }
 
 // noteIncomplete notes a pair that cannot be queued yet: one still being

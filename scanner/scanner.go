@@ -116,6 +116,9 @@ type Scanner struct {
 	faults  *treefault.Board
 	wake    chan struct{} // buffered 1: watch events coalesce
 	watch   *watcher      // nil when the inbox is not watched
+	// prunes feeds the pruner, which Run starts: emptied past date
+	// directories to remove, beside the passes (nil without Run).
+	prunes chan []string
 
 	// Owned by the goroutine running passes.
 	next         time.Duration           // the pause after the last pass, when shorter than the delay
@@ -181,9 +184,34 @@ func (s *Scanner) Run(ctx context.Context) error {
 		s.watch = w
 		defer func() { cancel(); <-done; s.watch = nil }()
 	}
+	// Emptied directories are removed beside the passes: an rmdir costs
+	// as much as queuing a pair, and nothing waits for it.
+	s.prunes = make(chan []string, pruneBacklog)
+	pctx, stopPruning := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() { defer close(pruned); s.pruneLoop(pctx) }()
+	defer func() { stopPruning(); <-pruned; s.prunes = nil }()
 	r := loop.Runner{Name: figures.LoopScanner, Logger: s.logger, DelayFunc: s.delay, Wake: s.wake, Changed: s.cfg.Changed,
 		Pass: loop.Pass(s.RunOnce), Observer: s.cfg.Figures, Outage: s.cfg.Outage}
 	return r.Run(ctx)
+}
+
+// pruneBacklog bounds the lists of directories waiting for the pruner (a
+// list holds at most pruneChunk, usually a batch's worth): what does not fit
+// is left for a later pass.
+const pruneBacklog = 64
+
+// pruneLoop removes the emptied directories the passes send until ctx is
+// done. A tree fault ends a list early: the passes meet and report it.
+func (s *Scanner) pruneLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case dirs := <-s.prunes:
+			_, _ = s.crashes.PruneDirs(ctx, dirs)
+		}
+	}
 }
 
 // delay is the pause after the last pass: short while pairs are being
@@ -250,11 +278,10 @@ func (s *Scanner) RunOnce(ctx context.Context) (Result, error) {
 	s.settleFaults(ctx, &p.faults, held)
 	s.settleUnreadable(ctx, p.faults.unreadable, complete)
 
-	// Pruning comes after the queuing, and from what the walk saw: the
-	// tree is not listed a second time.
-	pruned, err := s.crashes.PruneDirs(ctx, p.past)
-	res.Pruned = pruned
-	if err != nil && !s.treeFault(ctx, err) {
+	// Pruning follows each batch's link removal, from what the walk saw:
+	// the tree is not listed a second time, and no list of it is kept.
+	res.Pruned = p.pruned
+	if err := p.pruneErr; err != nil && !s.treeFault(ctx, err) {
 		return res, fmt.Errorf("prune date directories: %w", err)
 	}
 

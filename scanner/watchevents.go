@@ -118,6 +118,15 @@ const (
 // (or CAP_LEASE): for a collector writing as another user the answer is
 // fileUnknown, and the settle time decides.
 func preState(path string) fileState {
+	// Only a regular file is opened: opening a device node or a FIFO a
+	// hostile name put there could do more than read.
+	var st unix.Stat_t
+	switch err := unix.Lstat(path, &st); {
+	case errors.Is(err, unix.ENOENT):
+		return fileAbsent
+	case err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fileUnknown
+	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
