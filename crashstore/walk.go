@@ -158,7 +158,9 @@ func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error, unre
 				return err
 			}
 		}
-		if errors.Is(rerr, io.EOF) {
+		if errors.Is(rerr, io.EOF) || n.li > 0 && notExist(rerr) {
+			// A directory removed while it was read (an emptied one the
+			// scanner's pruner took) holds nothing more: not a fault.
 			return nil
 		}
 		if rerr != nil {
@@ -250,8 +252,8 @@ func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)
 			}
 			kids = append(kids, node{path: p, name: name, li: n.li + 1, start: start})
 		}
-		if errors.Is(rerr, io.EOF) {
-			break
+		if errors.Is(rerr, io.EOF) || n.li > 0 && notExist(rerr) {
+			break // removed while it was read (see walkLeaf)
 		}
 		if rerr != nil {
 			if n.li == 0 {
