@@ -27,7 +27,7 @@ func (l *Loop) listen(ctx context.Context) {
 	var back <-chan struct{} // closed when the database answers again
 	connected := false
 	for {
-		if wait := listenDelay(failures, unreachable); wait > 0 && !sleep(ctx, wait, back) {
+		if wait := listenDelay(failures, unreachable); wait > 0 && !loop.Wait(ctx, wait, back) {
 			return
 		}
 		back = l.outageBack()
@@ -86,20 +86,6 @@ func listenDelay(failures int, unreachable bool) time.Duration {
 		limit = loop.MaxOutageBackoff
 	}
 	return loop.Backoff{Min: MinListenBackoff, Max: limit}.Delay(failures)
-}
-
-// sleep waits for d, until back is closed, or until ctx is done; it reports
-// whether ctx is still going.
-func sleep(ctx context.Context, d time.Duration, back <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	case <-back:
-	}
-	return true
 }
 
 // openListener opens the listener's connection: with Config.Listen, else

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/crashmonitor/monitor/figures"
 	"github.com/crashmonitor/monitor/internal/pgtest"
+	"github.com/crashmonitor/monitor/internal/testkit"
 	"github.com/crashmonitor/monitor/queue"
 )
 
@@ -103,7 +103,7 @@ VALUES ('oldest-job-30-minutes', 'd', 'oldest_queued_job_age_seconds', false, 18
 		url, pool, clock := serve(t, procs)
 		dumpDOM(t, bin, url) // the figures are read once
 		pool.Close()
-		clock.advance(12 * time.Minute) // the scanner's pass (delay 5 minutes) is now stuck
+		clock.Add(12 * time.Minute) // the scanner's pass (delay 5 minutes) is now stuck
 		dom := dumpDOM(t, bin, url)
 		for _, want := range []string{"The database could not be read.", "Unhealthy.", "UNHEALTHY · monitor on", "1 live", "1 stale", "1 dead"} {
 			if !strings.Contains(dom, want) {
@@ -130,35 +130,11 @@ type proc struct {
 	pending int
 }
 
-// fakeClock is the figures' clock, moved by the test.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // serve fills a schema of its own with procs and their jobs, feeds figures
 // an hour of throughput, passes and events, and serves the status page of
 // both on a loopback port. It returns the page's URL, the pool the figures
 // read through and their clock.
-func serve(t *testing.T, procs []proc) (string, *pgxpool.Pool, *fakeClock) {
+func serve(t *testing.T, procs []proc) (string, *pgxpool.Pool, *testkit.Clock) {
 	t.Helper()
 	pool := pgtest.Schema(t)
 	fill(t, pool, procs)
@@ -171,13 +147,13 @@ func serve(t *testing.T, procs []proc) (string, *pgxpool.Pool, *fakeClock) {
 	t.Cleanup(figPool.Close)
 
 	now := time.Now()
-	clock := &fakeClock{}
+	clock := testkit.NewClock(time.Time{})
 	f := figures.New(figures.Options{DB: queue.NewStore(figPool), Version: "test", Now: clock.Now})
 	// An hour of a pipeline whose load swells and ebbs, cleanup trailing
 	// the queue by a couple of minutes.
 	rate := func(m int) float64 { return 520 + 170*math.Sin(float64(m)/8) + 40*math.Sin(float64(m)*1.7) }
 	for m := 59; m >= 0; m-- {
-		clock.set(now.Add(-time.Duration(m) * time.Minute))
+		clock.Set(now.Add(-time.Duration(m) * time.Minute))
 		f.Queued(figures.LoopScanner, int(rate(m)))
 		if m%15 == 7 {
 			f.Queued(figures.LoopPriority, 4)
@@ -196,16 +172,16 @@ func serve(t *testing.T, procs []proc) (string, *pgxpool.Pool, *fakeClock) {
 			f.Event(figures.EventReaped, "reaped 1 dead processor(s) [7]: 212 job(s) moved, 0 priority request(s) returned")
 		}
 	}
-	clock.set(now.Add(-95 * time.Second))
+	clock.Set(now.Add(-95 * time.Second))
 	f.PassStarted(figures.LoopCleanup, 2*time.Second)
 	f.PassEnded(figures.LoopCleanup, 1400*time.Millisecond, nil)
 	f.Waiting(figures.LoopCleanup)
 	f.PassStarted(figures.LoopPriority, time.Minute)
 	f.PassEnded(figures.LoopPriority, 30*time.Millisecond, nil)
 	f.Waiting(figures.LoopPriority)
-	clock.set(now.Add(-14 * time.Second))
+	clock.Set(now.Add(-14 * time.Second))
 	f.PassStarted(figures.LoopScanner, 5*time.Minute)
-	clock.set(now)
+	clock.Set(now)
 	f.Progress(figures.LoopScanner, 1730)
 	f.SetInbox(0, 3)
 	f.SetActive(true)

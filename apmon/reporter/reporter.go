@@ -16,6 +16,7 @@ import (
 
 	"github.com/crashmonitor/monitor/apmon"
 	"github.com/crashmonitor/monitor/figures"
+	"github.com/crashmonitor/monitor/internal/loop"
 )
 
 // Settings are what the configuration says of the reports; they are read
@@ -102,28 +103,10 @@ func (r *Reporter) Run(ctx context.Context) error {
 		} else {
 			last = time.Time{} // the first destination gets a report at once
 		}
-		if !sleep(ctx, wait, changed) {
+		if !loop.Wait(ctx, wait, changed) {
 			return nil
 		}
 	}
-}
-
-// sleep waits for d (for ever when d is negative) or until changed is
-// closed, and reports false when ctx ended the wait.
-func sleep(ctx context.Context, d time.Duration, changed <-chan struct{}) bool {
-	var timer <-chan time.Time
-	if d >= 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer:
-	case <-changed:
-	}
-	return true
 }
 
 // send builds one report and hands it to the sender.

@@ -29,15 +29,25 @@ func (b Backoff) Delay(n int) time.Duration {
 
 // Sleep waits for d, or until ctx is done; it reports whether the whole wait
 // passed.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+func Sleep(ctx context.Context, d time.Duration) bool { return Wait(ctx, d, nil) }
+
+// Wait waits for d (for ever when d is negative), until wake is closed (nil:
+// never), or until ctx is done; it reports false only when ctx ended the
+// wait.
+func Wait(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	var timer <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
-		return true
+	case <-timer:
+	case <-wake:
 	}
+	return true
 }
 
 // Episode tracks a condition that lasts (no live processor, an outage), so

@@ -120,6 +120,13 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
 // Add moves the clock forward by d.
 func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
