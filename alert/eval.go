@@ -55,14 +55,11 @@ type Evaluator struct {
 // ruleState is what the evaluator knows of a rule.
 type ruleState struct {
 	rule Rule
-	def  string
 	ring ring
-	// The remembered state: firing, since when the state holds, the
-	// average at its last change, when it was last notified.
-	firing     bool
-	since      time.Time
-	value      float64
-	notifiedAt time.Time
+	// mem is the state as remembered in the database: the rule's
+	// definition, whether it fires, since when, the average at its last
+	// change, when it was last notified.
+	mem queue.AlertState
 	// unreadable: the rule's figure cannot be read (said once).
 	unreadable loop.Episode
 }
@@ -136,16 +133,16 @@ func (e *Evaluator) configure(rules []Rule) {
 	changed := len(rules) != len(e.rules)
 	for _, r := range rules {
 		def := r.Definition()
-		if rs, ok := prev[r.Name]; ok && rs.def == def {
+		if rs, ok := prev[r.Name]; ok && rs.mem.Definition == def {
 			next = append(next, rs)
 			delete(prev, r.Name)
 			continue
 		}
 		changed = true
-		next = append(next, &ruleState{rule: r, def: def})
+		next = append(next, &ruleState{rule: r, mem: queue.AlertState{AlertRule: r.remembered()}})
 	}
 	for _, rs := range prev {
-		if rs.firing {
+		if rs.mem.Firing {
 			e.logger.Info("alert rule removed or changed while it fired; its episode ends without a resolved notice", "rule", rs.rule.Name)
 		}
 	}
@@ -160,7 +157,7 @@ func (e *Evaluator) configure(rules []Rule) {
 func (e *Evaluator) sync(ctx context.Context) error {
 	remembered := make([]queue.AlertRule, len(e.rules))
 	for i, rs := range e.rules {
-		remembered[i] = rs.rule.remembered()
+		remembered[i] = rs.mem.AlertRule
 	}
 	states, err := e.opts.Store.SyncAlerts(ctx, remembered)
 	if err != nil {
@@ -168,11 +165,10 @@ func (e *Evaluator) sync(ctx context.Context) error {
 	}
 	for _, st := range states {
 		i := slices.IndexFunc(e.rules, func(rs *ruleState) bool { return rs.rule.Name == st.Rule })
-		if i < 0 || e.rules[i].def != st.Definition {
+		if i < 0 || e.rules[i].mem.Definition != st.Definition {
 			continue
 		}
-		rs := e.rules[i]
-		rs.firing, rs.since, rs.value, rs.notifiedAt = st.Firing, st.Since, st.Value, st.NotifiedAt
+		e.rules[i].mem = st
 	}
 	e.synced = true
 	return nil
@@ -212,22 +208,21 @@ func (e *Evaluator) evaluate(ctx context.Context, rs *ruleState, sample figures.
 	avg := rs.ring.average()
 	now := e.opts.Now()
 	crossed := r.crossed(avg)
+	next := rs.mem
 	switch {
-	case crossed != rs.firing:
-		st := queue.AlertState{AlertRule: r.remembered(), Firing: crossed, Since: now, Value: avg, NotifiedAt: now}
-		if !e.save(ctx, st) {
-			return // not notified: tried again at the next sample
-		}
-		rs.firing, rs.since, rs.value, rs.notifiedAt = crossed, now, avg, now
-		e.notify(ctx, rs, avg, false)
-	case rs.firing && r.Repeat > 0 && !now.Before(rs.notifiedAt.Add(r.Repeat)):
-		st := queue.AlertState{AlertRule: r.remembered(), Firing: true, Since: rs.since, Value: rs.value, NotifiedAt: now}
-		if !e.save(ctx, st) {
-			return
-		}
-		rs.notifiedAt = now
-		e.notify(ctx, rs, avg, true)
+	case crossed != rs.mem.Firing:
+		next.Firing, next.Since, next.Value, next.NotifiedAt = crossed, now, avg, now
+	case rs.mem.Firing && r.Repeat > 0 && !now.Before(rs.mem.NotifiedAt.Add(r.Repeat)):
+		next.NotifiedAt = now
+	default:
+		return
 	}
+	if !e.save(ctx, next) {
+		return // not notified: tried again at the next sample
+	}
+	repeat := next.Firing == rs.mem.Firing
+	rs.mem = next
+	e.notify(ctx, rs, avg, repeat)
 }
 
 // save records st before its notice; a failure is said once, and its end.
@@ -257,14 +252,14 @@ func (e *Evaluator) notify(ctx context.Context, rs *ruleState, avg float64, repe
 	attrs := []any{"rule", r.Name, "metric", r.Metric, "average", formatNumber(avg),
 		"threshold", formatNumber(r.Threshold), "window", window}
 	switch {
-	case !rs.firing:
+	case !rs.mem.Firing:
 		n.message = fmt.Sprintf("Alert %s resolved: %s averaged %s over the last %s, no longer %s its threshold of %s.",
 			r.Name, r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
 		e.logger.Info(n.message, attrs...)
 	case repeat:
 		n.state = StateFiring
 		n.message = fmt.Sprintf("Alert %s still firing since %s: %s averaged %s over the last %s, %s its threshold of %s.",
-			r.Name, rs.since.UTC().Format(time.RFC3339), r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
+			r.Name, rs.mem.Since.UTC().Format(time.RFC3339), r.Metric, formatNumber(avg), window, r.Direction(), formatNumber(r.Threshold))
 		e.logger.Warn(n.message, attrs...)
 	default:
 		n.state = StateFiring
