@@ -230,3 +230,45 @@ func TestRunPrunesBesideThePasses(t *testing.T) {
 		t.Errorf("queued %v, want the %d pairs", got, len(es))
 	}
 }
+
+// TestReadAheadKeepsOrder: a pass reading the pairs' states readAhead at a
+// time, in parallel, still queues them in submission order, leaves a really
+// incomplete pair (and its directory) where it is, and prunes every other
+// emptied slot.
+func TestReadAheadKeepsOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.processors(t, 0)
+	n := 2*readAhead + 37
+	es := b.put(t, n)
+	broken := es[readAhead+3] // its dump is missing: it waits, and holds nothing up
+	if err := os.Remove(broken.DumpPath); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.scanner.RunOnce(t.Context())
+	if err != nil || res.Queued != n-1 || res.Incomplete != 1 {
+		t.Fatalf("RunOnce() = %+v, %v; want %d queued, 1 incomplete", res, err, n-1)
+	}
+	var want []string
+	for _, e := range es {
+		if e.ID != broken.ID {
+			want = append(want, e.ID) // put submits them in this order, a minute apart
+		}
+	}
+	var got []string
+	for _, j := range b.jobs(t) {
+		got = append(got, j.UUID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("jobs not in submission order:\n got %v\nwant %v", got, want)
+	}
+	if !linkExists(broken.DateLink) {
+		t.Errorf("the incomplete pair's inbox link %s was removed", broken.DateLink)
+	}
+	for _, e := range es {
+		slot := filepath.Dir(filepath.Dir(e.DateLink))
+		if e.ID != broken.ID && slot != filepath.Dir(filepath.Dir(broken.DateLink)) && linkExists(slot) {
+			t.Errorf("the emptied slot %s was not pruned", slot)
+		}
+	}
+}

@@ -36,8 +36,15 @@ type pass struct {
 	limit   int      // the size of the batch being collected: small first, growing to BatchSize
 	writing int      // incomplete pairs still inside their write window
 	past    []string // date directories the walk saw wholly in the past, not yet sent to be pruned
-	toQueue chan<- batch
-	ctx     context.Context // the pipeline's: done when a stage fails
+	// ahead are links walked whose pairs are not visited yet: their states
+	// are read together, statWorkers at a time (see visitAhead); aheadPast
+	// are the past directories the walk finished meanwhile, noted once
+	// those pairs are visited.
+	ahead     []crashstore.Entry
+	aheadPast []string
+	states    []pairStat
+	toQueue   chan<- batch
+	ctx       context.Context // the pipeline's: done when a stage fails
 
 	// What faults explain: unreadable inbox paths (the walk's), unlinks
 	// that failed for the whole tree (the unlinkers').
@@ -104,7 +111,10 @@ func (p *pass) run(ctx context.Context) error {
 		return nil
 	})
 	p.limit = min(firstBatch, p.s.cfg.BatchSize)
-	err := p.s.crashes.WalkPass(gctx, p.visit, p.faults.noteUnreadable, p.finished)
+	err := p.s.crashes.WalkPass(gctx, p.walked, p.faults.noteUnreadable, p.finished)
+	if err == nil {
+		err = p.visitAhead()
+	}
 	if err == nil {
 		err = p.send()
 	}
@@ -122,14 +132,77 @@ func (p *pass) run(ctx context.Context) error {
 // twice the one before, up to BatchSize.
 const firstBatch = 64
 
-// visit handles one inbox entry of the walk. A pair whose files are both
-// there but were written moments ago (still settling) keeps its place in
-// submission order: the walk waits out the rest of its settle time (at most
-// Settle) instead of queuing later pairs ahead of it. A pair really
-// incomplete (a file missing, or still being written after that wait) is
-// left for a later pass and holds up nothing.
-func (p *pass) visit(e crashstore.Entry) error {
-	st, err := p.s.crashes.Stat(e)
+// readAhead is how many links the walk collects before their pairs are
+// visited, and statWorkers how many goroutines read their states (the
+// pair's directory and two files: three name lookups a pair). When a tree's
+// metadata is not in the kernel's caches (a backlog older than memory holds,
+// a restart), each lookup may wait for the disk; read one at a time, the
+// walk waits for every one in turn, while a disk serves several at once. On
+// a tree in memory they cost the same either way.
+const (
+	readAhead   = 256
+	statWorkers = 8
+)
+
+// pairStat is what Stat said of a pair.
+type pairStat struct {
+	st  crashstore.PairState
+	err error
+}
+
+// walked takes one inbox entry of the walk, visited with the readAhead
+// after it.
+func (p *pass) walked(e crashstore.Entry) error {
+	p.ahead = append(p.ahead, e)
+	if len(p.ahead) < readAhead {
+		return nil
+	}
+	return p.visitAhead()
+}
+
+// visitAhead reads the states of the pairs walked so far, in parallel, and
+// visits them in walk order; then it notes the past directories finished
+// among them.
+func (p *pass) visitAhead() error {
+	n := len(p.ahead)
+	p.states = slices.Grow(p.states[:0], n)[:n]
+	workers := min(statWorkers, n)
+	if workers <= 1 {
+		for i, e := range p.ahead {
+			p.states[i].st, p.states[i].err = p.s.crashes.Stat(e)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < n; i += workers {
+					p.states[i].st, p.states[i].err = p.s.crashes.Stat(p.ahead[i])
+				}
+			})
+		}
+		wg.Wait()
+	}
+	entries, past := p.ahead, p.aheadPast
+	p.ahead, p.aheadPast = entries[:0], past[:0]
+	for i, e := range entries {
+		if err := p.visit(e, p.states[i].st, p.states[i].err); err != nil {
+			return err
+		}
+	}
+	for _, dir := range past {
+		p.finishedNow(dir)
+	}
+	return nil
+}
+
+// visit handles one inbox entry of the walk, whose pair Stat found st (or
+// err) moments ago. A pair whose files are both there but were written
+// moments ago (still settling) keeps its place in submission order: the
+// walk waits out the rest of its settle time (at most Settle) instead of
+// queuing later pairs ahead of it. A pair really incomplete (a file missing,
+// or still being written after that wait) is left for a later pass and
+// holds up nothing.
+func (p *pass) visit(e crashstore.Entry, st crashstore.PairState, err error) error {
 	waited := false
 	if err == nil && st.Written && !p.complete(e, st) {
 		// A pair already waited for in vain is not waited for again: a
@@ -225,6 +298,16 @@ func (p *pass) send() error {
 // once the links of the pairs in it are gone; a long stretch of them
 // without pairs goes to be pruned on its own.
 func (p *pass) finished(dir string) {
+	if len(p.ahead) > 0 {
+		// Its pairs are not visited yet: note it after them.
+		p.aheadPast = append(p.aheadPast, dir)
+		return
+	}
+	p.finishedNow(dir)
+}
+
+// finishedNow is finished for a directory whose pairs are all visited.
+func (p *pass) finishedNow(dir string) {
 	if p.s.unreadable.Get(dir) != nil {
 		// Unreadable until now: it stays for this pass, so that the pass
 		// can say it reads again (rather than that it is gone).
