@@ -19,7 +19,8 @@
 //	cleanup   finished jobs archived and their rows removed by `monitor run`
 //	deadmove  the jobs of a dead processor moved by `monitor run`'s sweep
 //	page      the status page of a monitor with 100 processors
-//	scale     the drain at 10,000, 100,000 and 1,000,000 pairs
+//	scale     the drain at 10,000 and 100,000 pairs of trees just written, and at
+//	          10,000, 100,000 and 1,000,000 pairs read from the disk (root only)
 //	priorityload  the priority latency with 1,000,000 unfinished jobs
 //
 // The physical ceiling of a drain is the slower of walk-and-unlink and COPY.
@@ -41,6 +42,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +70,8 @@ type sizes struct {
 	cleanup       []int         // finished jobs cleaned up, a run each
 	deadmove      int           // jobs of the dead processor
 	page          int           // requests of the status page
-	scale         []int         // the scaling table's drains
+	scale         []int         // the scaling table's drains of trees just written (in the kernel's caches)
+	scaleCold     []int         // its drains of trees read from the disk (caches dropped first)
 }
 
 // oneMillion is the size of the largest scaling rows, which -no-1m leaves out.
@@ -76,7 +79,8 @@ const oneMillion = 1_000_000
 
 func fullSizes() sizes {
 	return sizes{drain: 50_000, classicBudget: 20 * time.Second, arrivals: 200, priority: 1_000, priorityLoad: oneMillion,
-		cleanup: []int{10_000, 100_000}, deadmove: 100_000, page: 200, scale: []int{10_000, 100_000, oneMillion}}
+		cleanup: []int{10_000, 100_000}, deadmove: 100_000, page: 200,
+		scale: []int{10_000, 100_000}, scaleCold: []int{10_000, 100_000, oneMillion}}
 }
 
 func smokeSizes() sizes {
@@ -173,13 +177,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	f := flag.NewFlagSet("monitorbench", flag.ContinueOnError)
 	f.SetOutput(stderr)
 	var (
-		n      = f.Int("n", 0, "pairs in the main backlog drain (default 50,000; 2,000 with -smoke)")
-		smoke  = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
-		no1M   = f.Bool("no-1m", false, "leave out the 1,000,000-pair rows (scale's drain, priorityload's jobs: 100,000 instead)")
-		tmpfs  = f.Bool("tmpfs", false, "also walk and drain the main backlog on a tmpfs (-tmpfs-dir), as extra rows")
-		tmpDir = f.String("tmpfs-dir", "/dev/shm", "the tmpfs directory for -tmpfs")
-		only   = f.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarios, ","))
-		opts   options
+		n         = f.Int("n", 0, "pairs in the main backlog drain (default 50,000; 2,000 with -smoke)")
+		smoke     = f.Bool("smoke", false, "small sizes, well under a minute; targets missed do not fail the run")
+		no1M      = f.Bool("no-1m", false, "leave out the 1,000,000-pair rows (scale's drain, priorityload's jobs: 100,000 instead)")
+		tmpfs     = f.Bool("tmpfs", false, "also walk and drain the main backlog on a tmpfs (-tmpfs-dir), as extra rows")
+		tmpDir    = f.String("tmpfs-dir", "/dev/shm", "the tmpfs directory for -tmpfs")
+		only      = f.String("only", "", "comma-separated scenarios to run: "+strings.Join(scenarios, ","))
+		scale     = f.String("scale", "", "comma-separated sizes of the scaling table's drains of trees just written, or none (default 10000,100000)")
+		scaleCold = f.String("scale-cold", "", "comma-separated sizes of its drains with the kernel's caches dropped first (root only), or none (default 10000,100000,1000000)")
+		opts      options
 	)
 	f.StringVar(&opts.jsonPath, "json", "bench-results.json", "write the table as JSON to this file")
 	f.StringVar(&opts.monitorBin, "monitor", "", "the monitor binary (default: monitor beside this program)")
@@ -215,7 +221,27 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if *no1M {
 		opts.sizes.scale = slices.DeleteFunc(opts.sizes.scale, func(n int) bool { return n >= oneMillion })
+		opts.sizes.scaleCold = slices.DeleteFunc(opts.sizes.scaleCold, func(n int) bool { return n >= oneMillion })
 		opts.sizes.priorityLoad = min(opts.sizes.priorityLoad, 100_000)
+	}
+	for _, l := range []struct {
+		flag, value string
+		sizes       *[]int
+	}{{"-scale", *scale, &opts.sizes.scale}, {"-scale-cold", *scaleCold, &opts.sizes.scaleCold}} {
+		if l.value == "" {
+			continue
+		}
+		*l.sizes = nil
+		if l.value == "none" {
+			continue
+		}
+		for _, v := range strings.Split(l.value, ",") {
+			size, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || size <= 0 {
+				return opts, fmt.Errorf("%s: %q is not a positive number of pairs", l.flag, v)
+			}
+			*l.sizes = append(*l.sizes, size)
+		}
 	}
 	if *tmpfs {
 		opts.tmpfs = *tmpDir

@@ -230,15 +230,19 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("smoke options = %+v", o)
 	}
 	o, err = parseFlags([]string{"-monitor", bin}, io.Discard)
-	if err != nil || o.sizes.drain != 50_000 || !slices.Contains(o.sizes.scale, oneMillion) || o.dir != "/var/tmp" || o.tmpfs != "" || o.only != nil {
+	if err != nil || o.sizes.drain != 50_000 || !slices.Contains(o.sizes.scaleCold, oneMillion) || o.dir != "/var/tmp" || o.tmpfs != "" || o.only != nil {
 		t.Errorf("default options = %+v, %v", o, err)
 	}
 	o, err = parseFlags([]string{"-no-1m", "-tmpfs", "-n", "500", "-monitor", bin}, io.Discard)
-	if err != nil || o.sizes.drain != 500 || slices.Contains(o.sizes.scale, oneMillion) || o.sizes.priorityLoad != 100_000 || o.tmpfs != "/dev/shm" {
+	if err != nil || o.sizes.drain != 500 || slices.Contains(o.sizes.scaleCold, oneMillion) || o.sizes.priorityLoad != 100_000 || o.tmpfs != "/dev/shm" {
 		t.Errorf("-no-1m -tmpfs -n 500: %+v, %v", o, err)
 	}
+	o, err = parseFlags([]string{"-scale", "5000, 20000", "-scale-cold", "none", "-monitor", bin}, io.Discard)
+	if err != nil || !reflect.DeepEqual(o.sizes.scale, []int{5000, 20000}) || o.sizes.scaleCold != nil {
+		t.Errorf("-scale 5000,20000 -scale-cold none: %+v, %v", o, err)
+	}
 	for _, bad := range [][]string{
-		{"-large"}, {"-only", "drain,bogus"}, {"-n", "-1"}, {"extra"}, {"-set", "novalue"},
+		{"-large"}, {"-only", "drain,bogus"}, {"-n", "-1"}, {"-scale", "10k"}, {"-scale-cold", "0"}, {"extra"}, {"-set", "novalue"},
 		{"-monitor", filepath.Join(t.TempDir(), "missing")},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {

@@ -10,7 +10,7 @@ import (
 // ScaleRow is a line of the scaling table: one scenario at one size, so that
 // the cost per pair can be compared across sizes.
 type ScaleRow struct {
-	// Scenario is drain, cleanup or priority.
+	// Scenario is one of scaleOrder.
 	Scenario string  `json:"scenario"`
 	Pairs    int     `json:"pairs"`
 	Seconds  float64 `json:"seconds,omitempty"`
@@ -36,7 +36,14 @@ func rateRow(scenario string, pairs int, elapsed time.Duration, note string) Sca
 
 // scaleOrder is the scaling table's order of scenarios; within one, rows
 // keep their order (by size, as they ran).
-var scaleOrder = []string{"drain", "cleanup", "priority p99"}
+var scaleOrder = []string{scaleDrain, scaleDrainCold, "cleanup", "priority p99"}
+
+// The scaling table's drains: of a tree just written, and of one read from
+// the disk.
+const (
+	scaleDrain     = "drain"
+	scaleDrainCold = "drain, cold"
+)
 
 // scaleRows renders the scaling table's rows for writeColumns, in
 // scaleOrder.
