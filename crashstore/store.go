@@ -117,6 +117,10 @@ type Store struct {
 	// a tag no other Store shares, and a count.
 	tmpTag string
 	tmpSeq atomic.Uint64
+	// readAheadAtOnce has walks read webhead directories ahead from their
+	// first leaf on, as on a tree the disk must be read for (walkahead.go);
+	// tests set it to check both ways walk alike.
+	readAheadAtOnce bool
 }
 
 // New returns the Store of the tree at root. Nothing is touched on disk: the

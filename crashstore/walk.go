@@ -69,8 +69,13 @@ func (s *Store) WalkPass(ctx context.Context, fn func(Entry) error, unreadable f
 	if _, err := s.CheckRoot(); err != nil {
 		return err
 	}
-	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC())}
-	return w.walk(ctx, node{path: s.root})
+	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC()), ahead: s.readAheadAtOnce}
+	err := w.walk(ctx, node{path: s.root})
+	if err == nil {
+		err = w.drainWindow(ctx)
+	}
+	w.abandon()
+	return err
 }
 
 // walker is one walk's callbacks.
@@ -80,13 +85,19 @@ type walker struct {
 	unreadable func(string, error)
 	past       func(string)
 	cur        time.Time // the current slot's start, for past
+	// Reading leaves ahead (walkahead.go): the leaves being read and the
+	// past directories after them, in walk order; whether the walk reads
+	// ahead; the slow leaves among the last probed.
+	window             []ahead
+	ahead              bool
+	probed, slowLeaves int
 }
 
 func (w *walker) walk(ctx context.Context, n node) error {
 	s := w.s
 	lv := s.levels[n.li]
 	if lv == lvLeaf {
-		if err := s.walkLeaf(ctx, n, w.fn, w.unreadable); err != nil {
+		if err := w.readAhead(ctx, n); err != nil {
 			return err
 		}
 	} else {
@@ -101,7 +112,7 @@ func (w *walker) walk(ctx context.Context, n node) error {
 		}
 	}
 	if w.past != nil && n.li > 0 && lv.removable() && !s.end(lv, n.start).After(w.cur) {
-		w.past(n.path)
+		w.notePast(n.path)
 	}
 	return nil
 }
@@ -110,63 +121,6 @@ func (w *walker) walk(ctx context.Context, n node) error {
 func skip(unreadable func(string, error), path string, err error) {
 	if unreadable != nil {
 		unreadable(path, err)
-	}
-}
-
-// walkLeaf streams the links of one webhead directory to fn.
-func (s *Store) walkLeaf(ctx context.Context, n node, fn func(Entry) error, unreadable func(string, error)) error {
-	f, err := openDir(n.path, true)
-	if err != nil {
-		if !notExist(err) {
-			skip(unreadable, n.path, err)
-		}
-		return nil
-	}
-	defer f.Close()
-	for {
-		des, rerr := f.ReadDir(readChunk)
-		for _, de := range des {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			name := de.Name()
-			if hidden(name) {
-				continue
-			}
-			link := join(n.path, name)
-			switch {
-			case de.Type() != fs.ModeSymlink:
-				s.report(link, malformed("walk", link, "a "+typeName(de.Type())+" in a webhead directory"))
-				continue
-			case !ValidID(name):
-				s.report(link, malformed("walk", link, "link name is not a crash id"))
-				continue
-			}
-			e, err := s.linkEntry(n.path, name, n.start)
-			switch {
-			case err == nil:
-			case errors.Is(err, ErrMalformed):
-				s.report(link, err)
-				continue
-			case !notExist(err):
-				skip(unreadable, link, err)
-				continue
-			default:
-				continue
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		if errors.Is(rerr, io.EOF) || n.li > 0 && notExist(rerr) {
-			// A directory removed while it was read (an emptied one the
-			// scanner's pruner took) holds nothing more: not a fault.
-			return nil
-		}
-		if rerr != nil {
-			skip(unreadable, n.path, rerr)
-			return nil
-		}
 	}
 }
 
@@ -253,7 +207,7 @@ func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)
 			kids = append(kids, node{path: p, name: name, li: n.li + 1, start: start})
 		}
 		if errors.Is(rerr, io.EOF) || n.li > 0 && notExist(rerr) {
-			break // removed while it was read (see walkLeaf)
+			break // removed while it was read (see streamLeaf)
 		}
 		if rerr != nil {
 			if n.li == 0 {

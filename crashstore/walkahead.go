@@ -1,0 +1,245 @@
+package crashstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// leafAhead is how many webhead directories a walk reads ahead of the one
+// whose links it hands out, once it reads ahead. Reading a directory and its
+// links costs a few name lookups, and when the tree's metadata is not in the
+// kernel's caches (a backlog older than memory holds, a restart) each may
+// wait for the disk: read one at a time, the walk waits for every one in
+// turn, while a disk serves several at once. The links are still handed out
+// in walk order, on the walk's goroutine, with the problems found among
+// them.
+//
+// A walk starts reading one leaf at a time, on its own goroutine: on a tree
+// in memory a leaf costs microseconds, and handing it to another goroutine
+// would cost more than it saves. It reads ahead from the moment coldLeaves
+// of the last probeLeaves leaves each took longer than coldLeaf (a wait for
+// the disk), to its end.
+const (
+	leafAhead   = 16
+	coldLeaf    = 200 * time.Microsecond
+	coldLeaves  = 4
+	probeLeaves = 64
+)
+
+// leafRead is a webhead directory read ahead: what its first readChunk
+// entries hold, in directory order, and the open directory when it holds
+// more, which the walk reads on.
+type leafRead struct {
+	n      node
+	done   chan struct{} // closed when the read is over
+	events []leafEvent
+	rest   *os.File
+}
+
+// leafEvent is one thing a leaf's read found: an inbox link's Entry, or a
+// path to report (err satisfies ErrMalformed) or to hand to unreadable.
+type leafEvent struct {
+	entry Entry
+	path  string
+	err   error
+}
+
+// ahead is an item of a walk's window, in walk order: a leaf being read, or
+// (leaf nil) a past directory, noted once the leaves before it are handed
+// out.
+type ahead struct {
+	leaf *leafRead
+	past string
+}
+
+// readLeaf reads the first chunk of l's directory into l.events.
+func (s *Store) readLeaf(ctx context.Context, l *leafRead) {
+	defer close(l.done)
+	f, err := openDir(l.n.path, true)
+	if err != nil {
+		if !notExist(err) {
+			l.events = append(l.events, leafEvent{path: l.n.path, err: err})
+		}
+		return
+	}
+	des, rerr := f.ReadDir(readChunk)
+	for _, de := range des {
+		if ctx.Err() != nil {
+			break // the walk returns ctx's error
+		}
+		if ev, ok := s.leafLink(l.n, de); ok {
+			l.events = append(l.events, ev)
+		}
+	}
+	if rerr == nil && len(des) == readChunk && ctx.Err() == nil {
+		l.rest = f // fewer than asked for means the end was met
+		return
+	}
+	if rerr != nil && !errors.Is(rerr, io.EOF) && !notExist(rerr) {
+		l.events = append(l.events, leafEvent{path: l.n.path, err: rerr})
+	}
+	_ = f.Close()
+}
+
+// leafLink tells what the entry de of the webhead directory n is: an inbox
+// link's Entry, or a problem; ok is false for nothing to say (a hidden
+// name, a link gone meanwhile).
+func (s *Store) leafLink(n node, de fs.DirEntry) (leafEvent, bool) {
+	name := de.Name()
+	if hidden(name) {
+		return leafEvent{}, false
+	}
+	link := join(n.path, name)
+	switch {
+	case de.Type() != fs.ModeSymlink:
+		return leafEvent{path: link, err: malformed("walk", link, "a "+typeName(de.Type())+" in a webhead directory")}, true
+	case !ValidID(name):
+		return leafEvent{path: link, err: malformed("walk", link, "link name is not a crash id")}, true
+	}
+	e, err := s.linkEntry(n.path, name, n.start)
+	switch {
+	case err == nil:
+		return leafEvent{entry: e}, true
+	case notExist(err) && !errors.Is(err, ErrMalformed):
+		return leafEvent{}, false
+	}
+	return leafEvent{path: link, err: err}, true
+}
+
+// readAhead reads the leaf n: at once, and hands it out, while the tree
+// seems to be in memory; else it starts reading it and, when the window is
+// full, hands out its oldest item.
+func (w *walker) readAhead(ctx context.Context, n node) error {
+	l := &leafRead{n: n, done: make(chan struct{})}
+	if !w.ahead {
+		start := time.Now()
+		w.s.readLeaf(ctx, l)
+		if time.Since(start) > coldLeaf {
+			w.slowLeaves++
+		}
+		if w.probed++; w.probed == probeLeaves {
+			w.probed, w.slowLeaves = 0, 0
+		}
+		w.ahead = w.slowLeaves >= coldLeaves
+		w.window = append(w.window, ahead{leaf: l})
+		return w.drainWindow(ctx)
+	}
+	go w.s.readLeaf(ctx, l)
+	w.window = append(w.window, ahead{leaf: l})
+	for len(w.window) >= leafAhead {
+		if err := w.handOut(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notePast notes the past directory dir after the leaves being read.
+func (w *walker) notePast(dir string) {
+	if len(w.window) == 0 {
+		w.past(dir)
+		return
+	}
+	w.window = append(w.window, ahead{past: dir})
+}
+
+// handOut hands out the oldest item of the window: a leaf's links to fn
+// (and its problems to report and unreadable), once it is read, then the
+// rest of it when it holds more than a chunk; a past directory to past.
+func (w *walker) handOut(ctx context.Context) error {
+	a := w.window[0]
+	w.window = w.window[1:]
+	if a.leaf == nil {
+		w.past(a.past)
+		return nil
+	}
+	l := a.leaf
+	<-l.done
+	if l.rest != nil {
+		defer l.rest.Close()
+	}
+	for _, ev := range l.events {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case ev.err == nil:
+			if err := w.fn(ev.entry); err != nil {
+				return err
+			}
+		case errors.Is(ev.err, ErrMalformed):
+			w.s.report(ev.path, ev.err)
+		default:
+			skip(w.unreadable, ev.path, ev.err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if l.rest != nil {
+		return w.streamLeaf(ctx, l.n, l.rest)
+	}
+	return nil
+}
+
+// drainWindow hands out every item left in the window.
+func (w *walker) drainWindow(ctx context.Context) error {
+	for len(w.window) > 0 {
+		if err := w.handOut(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abandon waits for the reads of a walk that stopped early and closes the
+// directories they left open.
+func (w *walker) abandon() {
+	for _, a := range w.window {
+		if a.leaf != nil {
+			<-a.leaf.done
+			if a.leaf.rest != nil {
+				_ = a.leaf.rest.Close()
+			}
+		}
+	}
+	w.window = nil
+}
+
+// streamLeaf hands out the links of the webhead directory n from f's
+// position on, a chunk at a time.
+func (w *walker) streamLeaf(ctx context.Context, n node, f *os.File) error {
+	for {
+		des, rerr := f.ReadDir(readChunk)
+		for _, de := range des {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ev, ok := w.s.leafLink(n, de)
+			switch {
+			case !ok:
+			case ev.err == nil:
+				if err := w.fn(ev.entry); err != nil {
+					return err
+				}
+			case errors.Is(ev.err, ErrMalformed):
+				w.s.report(ev.path, ev.err)
+			default:
+				skip(w.unreadable, ev.path, ev.err)
+			}
+		}
+		if errors.Is(rerr, io.EOF) || notExist(rerr) {
+			// A directory removed while it was read (an emptied one the
+			// scanner's pruner took) holds nothing more: not a fault.
+			return nil
+		}
+		if rerr != nil {
+			skip(w.unreadable, n.path, rerr)
+			return nil
+		}
+	}
+}
