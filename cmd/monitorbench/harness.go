@@ -89,7 +89,7 @@ func runHarness(ctx context.Context, opts options, dbURL string, progress io.Wri
 	}
 	defer h.removeWork(h.work)
 	report.Header.TreeDir = h.work
-	report.Header.Filesystem = filesystemType(h.work)
+	report.Header.Filesystem = filesystemHeader(h.work)
 	if opts.tmpfs != "" {
 		if h.tmpfsWork, err = h.workDir(opts.tmpfs); err != nil {
 			return report, err
