@@ -21,8 +21,9 @@ import (
 // A walk starts reading one leaf at a time, on its own goroutine: on a tree
 // in memory a leaf costs microseconds, and handing it to another goroutine
 // would cost more than it saves. It reads ahead from the moment coldLeaves
-// of the last probeLeaves leaves each took longer than coldLeaf (a wait for
-// the disk), to its end.
+// leaves of one run of probeLeaves each took longer than coldLeaf to read
+// (a wait for the disk; or a leaf of hundreds of links, for which the
+// hand-off costs nothing that counts), to its end.
 const (
 	leafAhead   = 16
 	coldLeaf    = 200 * time.Microsecond
