@@ -272,3 +272,52 @@ func TestReadAheadKeepsOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPairStillWrittenNotQueued: a pair whose files were read ahead while
+// still being written is judged by what they are when it is visited, not
+// by that early read: while the walk waits for an earlier pair to settle,
+// the early read ages, and would make a pair written all along look
+// settled.
+func TestPairStillWrittenNotQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t, crashstore.LayoutDaily)
+	b.processors(t, 0)
+	at := func(minutesAgo int) time.Time { return b.now.Add(-time.Duration(minutesAgo) * time.Minute) }
+	writing := testkit.WritePairs(t, b.crashes, &testkit.PairOpts{Fresh: true},
+		testkit.Pair{ID: "0000000b-49d9-46ae-a42b-fadb42090928", At: at(3)})[0]
+	settling := testkit.WritePairs(t, b.crashes, &testkit.PairOpts{Fresh: true},
+		testkit.Pair{ID: "0000000a-49d9-46ae-a42b-fadb42090928", At: at(4)})[0]
+
+	// The writer of the later pair goes on writing its dump until the pass
+	// is over.
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-tick.C:
+				if err := os.Chtimes(writing.DumpPath, now, now); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	res, err := b.scanner.RunOnce(t.Context())
+	close(stop)
+	<-wrote
+	if err != nil || res.Queued != 1 || res.Incomplete != 1 {
+		t.Fatalf("RunOnce() = %+v, %v; want 1 queued (the settled pair), 1 incomplete (the one being written)", res, err)
+	}
+	if got := b.queued(t); !slices.Equal(got, []string{settling.ID}) {
+		t.Errorf("queued %v, want only %s", got, settling.ID)
+	}
+	if !linkExists(writing.DateLink) {
+		t.Error("the pair being written left the inbox")
+	}
+}

@@ -43,6 +43,7 @@ type pass struct {
 	ahead     []crashstore.Entry
 	aheadPast []string
 	states    []pairStat
+	aheadErr  error // visitAhead's failure under finished, for the walk to return
 	toQueue   chan<- batch
 	ctx       context.Context // the pipeline's: done when a stage fails
 
@@ -113,6 +114,9 @@ func (p *pass) run(ctx context.Context) error {
 	p.limit = min(firstBatch, p.s.cfg.BatchSize)
 	err := p.s.crashes.WalkPass(gctx, p.walked, p.faults.noteUnreadable, p.finished)
 	if err == nil {
+		err = p.aheadErr
+	}
+	if err == nil {
 		err = p.visitAhead()
 	}
 	if err == nil {
@@ -144,15 +148,20 @@ const (
 	statWorkers = 8
 )
 
-// pairStat is what Stat said of a pair.
+// pairStat is what Stat said of a pair, and whether the pair was complete
+// then (see complete).
 type pairStat struct {
-	st  crashstore.PairState
-	err error
+	st    crashstore.PairState
+	err   error
+	ready bool
 }
 
 // walked takes one inbox entry of the walk, visited with the readAhead
 // after it.
 func (p *pass) walked(e crashstore.Entry) error {
+	if err := p.aheadErr; err != nil {
+		return err // visitAhead failed under finished
+	}
 	p.ahead = append(p.ahead, e)
 	if len(p.ahead) < readAhead {
 		return nil
@@ -182,10 +191,24 @@ func (p *pass) visitAhead() error {
 		}
 		wg.Wait()
 	}
+	// Whether each pair is complete is judged now, by the clock of the
+	// stats: by the time a pair is visited, the walk may have waited for
+	// an earlier pair to settle or for the queuer, and a pair still being
+	// written when it was read would look settled by then.
+	for i, e := range p.ahead {
+		ps := &p.states[i]
+		ps.ready = ps.err == nil && ps.st.Written && p.complete(e, ps.st)
+	}
 	entries, past := p.ahead, p.aheadPast
 	p.ahead, p.aheadPast = entries[:0], past[:0]
 	for i, e := range entries {
-		if err := p.visit(e, p.states[i].st, p.states[i].err); err != nil {
+		ps := p.states[i]
+		if !ps.ready {
+			// Not complete when read: read again, so that a pair settling
+			// or written since is judged as it is now.
+			ps.st, ps.err = p.s.crashes.Stat(e)
+		}
+		if err := p.visit(e, ps.st, ps.err); err != nil {
 			return err
 		}
 	}
@@ -196,7 +219,7 @@ func (p *pass) visitAhead() error {
 }
 
 // visit handles one inbox entry of the walk, whose pair Stat found st (or
-// err) moments ago. A pair whose files are both there but were written
+// err): complete when read, or read again just now. A pair whose files are both there but were written
 // moments ago (still settling) keeps its place in submission order: the
 // walk waits out the rest of its settle time (at most Settle) instead of
 // queuing later pairs ahead of it. A pair really incomplete (a file missing,
@@ -298,12 +321,18 @@ func (p *pass) send() error {
 // once the links of the pairs in it are gone; a long stretch of them
 // without pairs goes to be pruned on its own.
 func (p *pass) finished(dir string) {
-	if len(p.ahead) > 0 {
-		// Its pairs are not visited yet: note it after them.
-		p.aheadPast = append(p.aheadPast, dir)
+	if len(p.ahead) == 0 {
+		p.finishedNow(dir)
 		return
 	}
-	p.finishedNow(dir)
+	// Its pairs are not visited yet: note it after them. A long stretch
+	// of finished directories has the pairs visited now, so that the
+	// list stays short (a failure stops the walk at its next link, or
+	// after it).
+	p.aheadPast = append(p.aheadPast, dir)
+	if len(p.aheadPast) >= pruneChunk && p.aheadErr == nil {
+		p.aheadErr = p.visitAhead()
+	}
 }
 
 // finishedNow is finished for a directory whose pairs are all visited.
