@@ -123,7 +123,7 @@ func (s *Store) PruneDateDirs(ctx context.Context) (int, error) {
 			return nil // the current slot or later: nothing to remove
 		}
 		if lv != lvLeaf {
-			kids, err := s.list(ctx, n, nil) // the walk reports what cannot be read
+			kids, err := s.list(ctx, n, s.report, nil) // the walk reports what cannot be read
 			if err != nil {
 				return err
 			}
@@ -181,7 +181,7 @@ func (s *Store) Lookup(ctx context.Context, id string) (Entry, error) {
 	if e, found, err := s.probe(join(join(s.root, first), rel), id); found || err != nil {
 		return s.lookupResult(id, e, found, err)
 	}
-	days, err := s.list(ctx, node{path: s.root}, s.report)
+	days, err := s.list(ctx, node{path: s.root}, s.report, s.report)
 	if err != nil {
 		return Entry{}, fmt.Errorf("lookup %s: %w", id, err)
 	}

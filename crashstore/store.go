@@ -117,10 +117,10 @@ type Store struct {
 	// a tag no other Store shares, and a count.
 	tmpTag string
 	tmpSeq atomic.Uint64
-	// readAheadAtOnce has walks read webhead directories ahead from their
-	// first leaf on, as on a tree the disk must be read for (walkahead.go);
-	// tests set it to check both ways walk alike.
-	readAheadAtOnce bool
+	// walkAhead is whether walks read webhead directories ahead: when they
+	// seem to wait for the disk (aheadAuto, always but in tests), always,
+	// or never (walkahead.go); tests check that both ways walk alike.
+	walkAhead aheadMode
 }
 
 // New returns the Store of the tree at root. Nothing is touched on disk: the

@@ -69,7 +69,7 @@ func (s *Store) WalkPass(ctx context.Context, fn func(Entry) error, unreadable f
 	if _, err := s.CheckRoot(); err != nil {
 		return err
 	}
-	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC()), ahead: s.readAheadAtOnce}
+	w := walker{s: s, fn: fn, unreadable: unreadable, past: past, cur: s.slotStart(s.nowUTC()), ahead: s.walkAhead == aheadAlways}
 	err := w.walk(ctx, node{path: s.root})
 	if err == nil {
 		err = w.drainWindow(ctx)
@@ -86,9 +86,12 @@ type walker struct {
 	past       func(string)
 	cur        time.Time // the current slot's start, for past
 	// Reading leaves ahead (walkahead.go): the leaves being read and the
-	// past directories after them, in walk order; whether the walk reads
-	// ahead; the slow leaves among the last probed.
+	// calls after them, in walk order, and how many of them are leaves;
+	// the first error handing them out met outside handOut's callers;
+	// whether the walk reads ahead; the slow leaves of the run probed.
 	window             []ahead
+	reading            int
+	err                error
 	ahead              bool
 	probed, slowLeaves int
 }
@@ -101,7 +104,14 @@ func (w *walker) walk(ctx context.Context, n node) error {
 			return err
 		}
 	} else {
-		kids, err := s.list(ctx, n, w.unreadable)
+		// What the listing finds wrong is told after the leaves before
+		// it, which may still be being read.
+		report := func(p string, err error) { w.later(ctx, func() { s.report(p, err) }) }
+		unreadable := func(p string, err error) { w.later(ctx, func() { skip(w.unreadable, p, err) }) }
+		kids, err := s.list(ctx, n, report, unreadable)
+		if err == nil {
+			err = w.err
+		}
 		if err != nil {
 			return err
 		}
@@ -112,7 +122,8 @@ func (w *walker) walk(ctx context.Context, n node) error {
 		}
 	}
 	if w.past != nil && n.li > 0 && lv.removable() && !s.end(lv, n.start).After(w.cur) {
-		w.notePast(n.path)
+		w.later(ctx, func() { w.past(n.path) })
+		return w.err
 	}
 	return nil
 }
@@ -152,7 +163,7 @@ func (s *Store) linkEntry(leaf, id string, slot time.Time) (Entry, error) {
 // (a TreeFault when they concern its file system) and cancellation are
 // errors; a directory below that cannot be read is handed to unreadable,
 // anything malformed is reported, and both are skipped.
-func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)) ([]node, error) {
+func (s *Store) list(ctx context.Context, n node, report, unreadable func(string, error)) ([]node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -164,7 +175,7 @@ func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)
 		case err == nil && fi.IsDir():
 			return []node{{path: p, name: dateBranch, li: n.li + 1, start: n.start}}, nil
 		case err == nil:
-			s.report(p, malformed("walk", p, "a "+typeName(fi.Mode().Type())+" where the date directory belongs"))
+			report(p, malformed("walk", p, "a "+typeName(fi.Mode().Type())+" where the date directory belongs"))
 		case errors.Is(err, fs.ErrNotExist):
 		case n.li == 0:
 			return nil, treeFault(err, s)
@@ -196,12 +207,12 @@ func (s *Store) list(ctx context.Context, n node, unreadable func(string, error)
 			}
 			p := join(n.path, name)
 			if !de.IsDir() {
-				s.report(p, malformed("walk", p, "a "+typeName(de.Type())+" where a directory belongs"))
+				report(p, malformed("walk", p, "a "+typeName(de.Type())+" where a directory belongs"))
 				continue
 			}
 			start, ok := childStart(next, n.start, name)
 			if !ok {
-				s.report(p, malformed("walk", p, "unexpected directory name"))
+				report(p, malformed("walk", p, "unexpected directory name"))
 				continue
 			}
 			kids = append(kids, node{path: p, name: name, li: n.li + 1, start: start})

@@ -24,11 +24,25 @@ import (
 // leaves of one run of probeLeaves each took longer than coldLeaf to read
 // (a wait for the disk; or a leaf of hundreds of links, for which the
 // hand-off costs nothing that counts), to its end.
+//
+// Between the leaves, the window holds what the walk met after each (a past
+// directory, a problem of an upper directory), told in its turn; it holds
+// at most maxWindow items.
 const (
 	leafAhead   = 16
+	maxWindow   = 64
 	coldLeaf    = 200 * time.Microsecond
 	coldLeaves  = 4
 	probeLeaves = 64
+)
+
+// aheadMode chooses when walks read ahead (Store.walkAhead).
+type aheadMode int8
+
+const (
+	aheadAuto aheadMode = iota
+	aheadAlways
+	aheadNever
 )
 
 // leafRead is a webhead directory read ahead: what its first readChunk
@@ -50,11 +64,10 @@ type leafEvent struct {
 }
 
 // ahead is an item of a walk's window, in walk order: a leaf being read, or
-// (leaf nil) a past directory, noted once the leaves before it are handed
-// out.
+// (leaf nil) a call to make once the leaves before it are handed out.
 type ahead struct {
 	leaf *leafRead
-	past string
+	call func()
 }
 
 // readLeaf reads the first chunk of l's directory into l.events.
@@ -112,8 +125,8 @@ func (s *Store) leafLink(n node, de fs.DirEntry) (leafEvent, bool) {
 }
 
 // readAhead reads the leaf n: at once, and hands it out, while the tree
-// seems to be in memory; else it starts reading it and, when the window is
-// full, hands out its oldest item.
+// seems to be in memory; else it starts reading it and, when leafAhead
+// leaves are being read, hands out the window's oldest items.
 func (w *walker) readAhead(ctx context.Context, n node) error {
 	l := &leafRead{n: n, done: make(chan struct{})}
 	if !w.ahead {
@@ -122,16 +135,19 @@ func (w *walker) readAhead(ctx context.Context, n node) error {
 		if time.Since(start) > coldLeaf {
 			w.slowLeaves++
 		}
-		if w.probed++; w.probed == probeLeaves {
+		w.probed++
+		w.ahead = w.slowLeaves >= coldLeaves && w.s.walkAhead != aheadNever
+		if w.probed == probeLeaves {
 			w.probed, w.slowLeaves = 0, 0
 		}
-		w.ahead = w.slowLeaves >= coldLeaves
 		w.window = append(w.window, ahead{leaf: l})
+		w.reading++
 		return w.drainWindow(ctx)
 	}
 	go w.s.readLeaf(ctx, l)
 	w.window = append(w.window, ahead{leaf: l})
-	for len(w.window) >= leafAhead {
+	w.reading++
+	for w.reading >= leafAhead {
 		if err := w.handOut(ctx); err != nil {
 			return err
 		}
@@ -139,25 +155,31 @@ func (w *walker) readAhead(ctx context.Context, n node) error {
 	return nil
 }
 
-// notePast notes the past directory dir after the leaves being read.
-func (w *walker) notePast(dir string) {
+// later makes call after the items of the window (at once when it is
+// empty). A window grown to maxWindow items hands out its oldest; a
+// failure doing so is kept in w.err, for the walk to return.
+func (w *walker) later(ctx context.Context, call func()) {
 	if len(w.window) == 0 {
-		w.past(dir)
+		call()
 		return
 	}
-	w.window = append(w.window, ahead{past: dir})
+	w.window = append(w.window, ahead{call: call})
+	for w.err == nil && len(w.window) > maxWindow {
+		w.err = w.handOut(ctx)
+	}
 }
 
 // handOut hands out the oldest item of the window: a leaf's links to fn
 // (and its problems to report and unreadable), once it is read, then the
-// rest of it when it holds more than a chunk; a past directory to past.
+// rest of it when it holds more than a chunk; a call is made.
 func (w *walker) handOut(ctx context.Context) error {
 	a := w.window[0]
 	w.window = w.window[1:]
 	if a.leaf == nil {
-		w.past(a.past)
+		a.call()
 		return nil
 	}
+	w.reading--
 	l := a.leaf
 	<-l.done
 	if l.rest != nil {
@@ -208,7 +230,7 @@ func (w *walker) abandon() {
 			}
 		}
 	}
-	w.window = nil
+	w.window, w.reading = nil, 0
 }
 
 // streamLeaf hands out the links of the webhead directory n from f's
