@@ -189,15 +189,8 @@ func (w *walker) handOut(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		switch {
-		case ev.err == nil:
-			if err := w.fn(ev.entry); err != nil {
-				return err
-			}
-		case errors.Is(ev.err, ErrMalformed):
-			w.s.report(ev.path, ev.err)
-		default:
-			skip(w.unreadable, ev.path, ev.err)
+		if err := w.tell(ev); err != nil {
+			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -205,6 +198,20 @@ func (w *walker) handOut(ctx context.Context) error {
 	}
 	if l.rest != nil {
 		return w.streamLeaf(ctx, l.n, l.rest)
+	}
+	return nil
+}
+
+// tell hands one thing a leaf holds to its callback: a link to fn, a
+// problem to report, an unreadable path to unreadable.
+func (w *walker) tell(ev leafEvent) error {
+	switch {
+	case ev.err == nil:
+		return w.fn(ev.entry)
+	case errors.Is(ev.err, ErrMalformed):
+		w.s.report(ev.path, ev.err)
+	default:
+		skip(w.unreadable, ev.path, ev.err)
 	}
 	return nil
 }
@@ -242,17 +249,10 @@ func (w *walker) streamLeaf(ctx context.Context, n node, f *os.File) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			ev, ok := w.s.leafLink(n, de)
-			switch {
-			case !ok:
-			case ev.err == nil:
-				if err := w.fn(ev.entry); err != nil {
+			if ev, ok := w.s.leafLink(n, de); ok {
+				if err := w.tell(ev); err != nil {
 					return err
 				}
-			case errors.Is(ev.err, ErrMalformed):
-				w.s.report(ev.path, ev.err)
-			default:
-				skip(w.unreadable, ev.path, ev.err)
 			}
 		}
 		if errors.Is(rerr, io.EOF) || notExist(rerr) {
