@@ -305,10 +305,11 @@ func TestCleanStopRecordsWorkInHand(t *testing.T) {
 		t.Fatalf("clean stop: %v", err)
 	}
 	// The jobs being worked on were finished and recorded (FinishEvery is
-	// an hour: by the final flush); those claimed but not started wait for
-	// the monitor's sweep.
+	// an hour: by the final flush); those claimed but not yet taken by a
+	// worker (the stop may come between the claim and the hand-off) wait
+	// for the monitor's sweep.
 	st := p.Stats()
-	if st.Succeeded < 2 || st.Succeeded != b.count(t, `SELECT count(*) FROM jobs WHERE success`) {
+	if st.Succeeded < 1 || st.Succeeded != b.count(t, `SELECT count(*) FROM jobs WHERE success`) {
 		t.Errorf("stats %+v; want the jobs in hand recorded", st)
 	}
 	if n := b.count(t, `SELECT count(*) FROM processors WHERE id = $1 AND lastseendatetime = '1999-01-01'`, p.ID()); n != 1 {
