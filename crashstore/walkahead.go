@@ -80,23 +80,34 @@ func (s *Store) readLeaf(ctx context.Context, l *leafRead) {
 		}
 		return
 	}
+	var more bool
+	if l.events, more = s.readLinks(ctx, l.n, f, l.events); more {
+		l.rest = f
+		return
+	}
+	_ = f.Close()
+}
+
+// readLinks reads the next chunk of the webhead directory n from f and
+// appends what it holds to events; more reports whether f may hold more
+// (fewer entries than asked for means the end was met). A failure to read
+// is an event, but a directory removed while it was read (an emptied one
+// the scanner's pruner took) holds nothing more: not a fault. The end of
+// ctx ends the chunk (the walk returns ctx's error).
+func (s *Store) readLinks(ctx context.Context, n node, f *os.File, events []leafEvent) (_ []leafEvent, more bool) {
 	des, rerr := f.ReadDir(readChunk)
 	for _, de := range des {
 		if ctx.Err() != nil {
-			break // the walk returns ctx's error
+			return events, false
 		}
-		if ev, ok := s.leafLink(l.n, de); ok {
-			l.events = append(l.events, ev)
+		if ev, ok := s.leafLink(n, de); ok {
+			events = append(events, ev)
 		}
-	}
-	if rerr == nil && len(des) == readChunk && ctx.Err() == nil {
-		l.rest = f // fewer than asked for means the end was met
-		return
 	}
 	if rerr != nil && !errors.Is(rerr, io.EOF) && !notExist(rerr) {
-		l.events = append(l.events, leafEvent{path: l.n.path, err: rerr})
+		events = append(events, leafEvent{path: n.path, err: rerr})
 	}
-	_ = f.Close()
+	return events, rerr == nil && len(des) == readChunk
 }
 
 // leafLink tells what the entry de of the webhead directory n is: an inbox
@@ -185,7 +196,15 @@ func (w *walker) handOut(ctx context.Context) error {
 	if l.rest != nil {
 		defer l.rest.Close()
 	}
-	for _, ev := range l.events {
+	if err := w.tellAll(ctx, l.events); err != nil || l.rest == nil {
+		return err
+	}
+	return w.streamLeaf(ctx, l.n, l.rest)
+}
+
+// tellAll tells events in order, then ctx's error if it ended.
+func (w *walker) tellAll(ctx context.Context, events []leafEvent) error {
+	for _, ev := range events {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -193,13 +212,7 @@ func (w *walker) handOut(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if l.rest != nil {
-		return w.streamLeaf(ctx, l.n, l.rest)
-	}
-	return nil
+	return ctx.Err()
 }
 
 // tell hands one thing a leaf holds to its callback: a link to fn, a
@@ -243,26 +256,12 @@ func (w *walker) abandon() {
 // streamLeaf hands out the links of the webhead directory n from f's
 // position on, a chunk at a time.
 func (w *walker) streamLeaf(ctx context.Context, n node, f *os.File) error {
-	for {
-		des, rerr := f.ReadDir(readChunk)
-		for _, de := range des {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if ev, ok := w.s.leafLink(n, de); ok {
-				if err := w.tell(ev); err != nil {
-					return err
-				}
-			}
-		}
-		if errors.Is(rerr, io.EOF) || notExist(rerr) {
-			// A directory removed while it was read (an emptied one the
-			// scanner's pruner took) holds nothing more: not a fault.
-			return nil
-		}
-		if rerr != nil {
-			skip(w.unreadable, n.path, rerr)
-			return nil
+	var events []leafEvent
+	for more := true; more; {
+		events, more = w.s.readLinks(ctx, n, f, events[:0])
+		if err := w.tellAll(ctx, events); err != nil {
+			return err
 		}
 	}
+	return nil
 }

@@ -176,21 +176,15 @@ func (p *pass) visitAhead() error {
 	n := len(p.ahead)
 	p.states = slices.Grow(p.states[:0], n)[:n]
 	workers := min(statWorkers, n)
-	if workers <= 1 {
-		for i, e := range p.ahead {
-			p.states[i].st, p.states[i].err = p.s.crashes.Stat(e)
-		}
-	} else {
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				for i := w; i < n; i += workers {
-					p.states[i].st, p.states[i].err = p.s.crashes.Stat(p.ahead[i])
-				}
-			})
-		}
-		wg.Wait()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				p.states[i].st, p.states[i].err = p.s.crashes.Stat(p.ahead[i])
+			}
+		})
 	}
+	wg.Wait()
 	// Whether each pair is complete is judged now, by the clock of the
 	// stats: by the time a pair is visited, the walk may have waited for
 	// an earlier pair to settle or for the queuer, and a pair still being
